@@ -1,0 +1,58 @@
+# airflow-llmops: `make demo` runs the lifecycle locally, `make test` runs the test suite.
+# Both install first when needed (a virtualenv in .venv, pinned by constraints.txt).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch is installed first and pinned: a looser range pulls several GB of CUDA packages.
+TORCH := torch==2.13.0
+PYTEST_ARGS ?=
+
+export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
+export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(BIN)/python
+export AIRFLOW_HOME := $(CURDIR)/.airflow
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test lint java clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py constraints.txt
+	@$(MAKE) --no-print-directory java
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[all,dev]"
+	@touch $@
+	@echo "installed: $(BIN)/llmops"
+
+# Spark needs Java 17 or newer. Installed from Debian when missing and we are root; otherwise say how.
+java:
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
+	if [ -z "$$v" ] || [ "$$v" -lt 17 ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Java 17+ not found (got '$$v'): installing openjdk-17-jre-headless"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \
+	  else \
+	    echo "Spark needs Java 17 or newer (found: '$$v'). Install it, e.g. 'sudo apt-get install openjdk-17-jre-headless'"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/python -m llmops.demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf .llmops .airflow

@@ -1,0 +1,82 @@
+"""Every error the core raises on purpose.
+
+Each one is narrow enough that a caller (an operator, the CLI, a test) can tell what went wrong
+without parsing a message, and each message names the input, what is wrong with it, and the fix.
+The CLI maps them to exit codes; `GateRejected` and `DriftDetected` are verdicts, not failures.
+"""
+
+from __future__ import annotations
+
+
+class LlmopsError(Exception):
+    """Base class: an error the project raises on purpose, with a message meant for the user."""
+
+    exit_code = 2
+
+
+class ConfigError(LlmopsError, ValueError):
+    """A setting or config value is invalid; the message names the field, the value and the fix."""
+
+
+class StorageError(LlmopsError):
+    """A URI cannot be read or written: wrong scheme, missing object, missing credentials."""
+
+
+class InputDataError(LlmopsError, ValueError):
+    """Input data (documents, training rows, traffic) is unusable as a whole."""
+
+
+class PreprocessError(LlmopsError):
+    """The RAG preprocessing job failed as a whole (a single bad document is quarantined instead)."""
+
+
+class VectorStoreError(LlmopsError):
+    """The vector store cannot be opened, written or searched."""
+
+
+class ModelLoadError(LlmopsError):
+    """A base model, adapter or registered model version cannot be found or loaded."""
+
+
+class CheckpointError(LlmopsError):
+    """No usable checkpoint where one is required (`--resume true`), or a checkpoint is corrupt."""
+
+
+class TrainingInterrupted(LlmopsError):
+    """Training stopped on SIGTERM after writing a checkpoint; a retry resumes from it."""
+
+    exit_code = 143
+
+
+class EvaluationError(LlmopsError):
+    """An evaluation cannot run or its results cannot be read."""
+
+
+class GateRejected(LlmopsError):
+    """The evaluation gate decided not to promote the candidate (a verdict, exit code 3)."""
+
+    exit_code = 3
+
+
+class RegistryError(LlmopsError):
+    """MLflow registration, alias movement or lookup failed."""
+
+
+class ManifestInvalid(LlmopsError):
+    """A rendered Kubernetes manifest does not validate against its schema."""
+
+
+class DeploymentError(LlmopsError):
+    """Applying manifests or waiting for a rollout failed."""
+
+
+class DriftDetected(LlmopsError):
+    """The drift monitor found significant drift (a verdict, exit code 3)."""
+
+    exit_code = 3
+
+
+class NotEnoughData(LlmopsError):
+    """Too few samples to give a drift verdict (exit code 4)."""
+
+    exit_code = 4

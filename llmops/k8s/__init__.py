@@ -1,0 +1,1 @@
+"""Kubernetes objects as data: templates rendered to dicts, validated against schemas, dumped as YAML."""

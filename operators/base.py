@@ -1,0 +1,98 @@
+"""What both execution modes share: settings from Airflow, the step command line, the factory."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Container, Sequence
+from typing import TYPE_CHECKING, Any
+
+from llmops.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+
+SUMMARY_IN_POD = "/airflow/xcom/return.json"
+"""Where a step pod writes its summary: the KubernetesPodOperator XCom sidecar reads this file."""
+
+
+def airflow_settings(**overrides: Any) -> Settings:
+    """Settings from `LLMOPS_*` variables and Airflow's `[llmops]` config section (cheap: no I/O beyond
+    the config Airflow has already loaded, so it is safe at DAG parse time)."""
+    import os
+
+    from airflow.sdk import conf
+
+    section = conf.getsection("llmops")
+    if section is None:
+        # Airflow returns no section when only AIRFLOW__LLMOPS__* variables define it.
+        prefix = "AIRFLOW__LLMOPS__"
+        section = {k[len(prefix):].lower(): v for k, v in os.environ.items() if k.startswith(prefix)}
+    return load_settings(airflow_section={k: str(v) for k, v in section.items()}, **overrides)
+
+
+def step_words(step: str | Sequence[str]) -> list[str]:
+    return shlex.split(step) if isinstance(step, str) else list(step)
+
+
+def step_command(step: str | Sequence[str], arguments: Sequence[str], summary_path: str | None) -> list[str]:
+    """`llmops <step> <arguments> [--summary-json PATH]`: the command in both modes."""
+    cmd = ["llmops", *step_words(step), *[str(a) for a in arguments]]
+    if summary_path:
+        cmd += ["--summary-json", summary_path]
+    return cmd
+
+
+def normalize_exit_codes(codes: int | Container[int] | None) -> tuple[int, ...]:
+    if codes is None:
+        return ()
+    if isinstance(codes, int):
+        return (codes,)
+    return tuple(codes)  # type: ignore[arg-type]
+
+
+def step_operator(
+    *,
+    task_id: str,
+    step: str | Sequence[str],
+    arguments: Sequence[str] = (),
+    gpus: int = 0,
+    summary: bool = True,
+    skip_on_exit_code: int | Container[int] | None = None,
+    settings: Settings | None = None,
+    **kwargs: Any,
+) -> BaseOperator:
+    """The operator that runs `llmops <step>` where the settings' mode says.
+
+    :param step: the subcommand (`"train"`, `"bench rag"`, or a list of words).
+    :param arguments: its arguments; templated (`{{ params.x }}`), so a trigger form's values reach it.
+    :param gpus: GPUs for the pod in mode `kubernetes` (tolerations, node selector and Kueue label apply
+        to GPU pods); ignored locally.
+    :param summary: pass `--summary-json` and return the step's summary as the task's XCom.
+    :param skip_on_exit_code: exit codes that skip the task (and its downstream) instead of failing it:
+        the gate's 3 (rejected), the drift monitor's 0/4 when only drift should continue.
+    """
+    settings = settings or airflow_settings()
+    if settings.mode == "kubernetes":
+        from llmops_operators.kubernetes import KubernetesStepOperator
+
+        return KubernetesStepOperator(
+            task_id=task_id,
+            step=step,
+            arguments=list(arguments),
+            gpus=gpus,
+            summary=summary,
+            skip_on_exit_code=skip_on_exit_code,
+            settings=settings,
+            **kwargs,
+        )
+    from llmops_operators.local import LocalStepOperator
+
+    return LocalStepOperator(
+        task_id=task_id,
+        step=step,
+        arguments=list(arguments),
+        summary=summary,
+        skip_on_exit_code=skip_on_exit_code,
+        settings=settings,
+        **kwargs,
+    )
