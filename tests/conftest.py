@@ -104,3 +104,28 @@ def s3_bucket(s3_server):
     name = f"test-{uuid.uuid4().hex[:12]}"
     storage.s3_client().create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def dagbag(airflow_db):
+    """The project's DAG folder parsed once, as the dag-processor would."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+@pytest.fixture
+def run_dag(dagbag):
+    """Run one of the project's DAGs with `dag.test()` and return the finished DagRun."""
+
+    def _run(dag_id: str, conf: dict | None = None, **kwargs):
+        dag = dagbag.get_dag(dag_id)
+        assert dag is not None, f"DAG {dag_id} not found; import errors: {dagbag.import_errors}"
+        return dag.test(run_conf=conf, **kwargs)
+
+    return _run
+
+
+def task_states(dagrun) -> dict[str, str]:
+    """task_id -> state of a finished DagRun from dag.test()."""
+    return {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances()}
