@@ -27,8 +27,9 @@ def test_conventions(path, dagbag):
     dag = dagbag.get_dag(path.stem)
     assert dag is not None, f"{path.name} must define a DAG whose dag_id is the file name"
     assert dag.doc_md and dag.doc_md.strip(), f"{path.name}: doc_md=__doc__ is missing"
-    for name, param in dag.params.items():
-        schema = dict(param.schema) if hasattr(param, "schema") else {}
+    for name in dag.params:
+        param = dag.params.get_param(name)
+        schema = dict(param.schema)
         assert schema.get("title"), f"{dag.dag_id} Param {name!r} has no title"
         assert schema.get("description") or getattr(param, "description", None), (
             f"{dag.dag_id} Param {name!r} has no description"
