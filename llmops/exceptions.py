@@ -80,3 +80,7 @@ class NotEnoughData(LlmopsError):
     """Too few samples to give a drift verdict (exit code 4)."""
 
     exit_code = 4
+
+
+class ModelNotFound(ModelLoadError):
+    """A model URI names nothing: an unset alias, a missing version or folder (`--skip-if-missing`)."""

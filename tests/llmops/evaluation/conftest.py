@@ -65,3 +65,89 @@ def policy_file(tmp_path):
         return str(path)
 
     return make
+
+
+# --- a tiny model and an adapter ---------------------------------------------------------------------
+# TODO(base-model): switch to llmops.training.base_model.build_base_model once it is merged into main.
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """A seeded two-layer Llama with a BPE tokenizer trained on the sample data (seconds to build)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from llmops.sample_data import finetune_rows
+
+    out = tmp_path_factory.mktemp("tiny-base")
+    texts = [r["prompt"] + r["completion"] for r in finetune_rows() if "prompt" in r]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=600,
+            special_tokens=["<|pad|>", "<|bos|>", "<|eos|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|eos|>", pad_token="<|pad|>")
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(fast),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(out)
+    fast.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_base, tmp_path_factory) -> Path:
+    """A LoRA adapter on `tiny_base` with random (non-zero) weights, so it changes the model's output."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-adapter")
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(tiny_base)
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
+    peft_model.save_pretrained(out)
+    return out
+
+
+# --- MLflow on SQLite ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory) -> dict[str, str]:
+    """One SQLite tracking/registry database per test module (creating one costs seconds)."""
+    root = tmp_path_factory.mktemp("mlflow")
+    return {
+        "LLMOPS_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "LLMOPS_MLFLOW_ARTIFACT_ROOT": str(root / "artifacts"),
+    }
+
+
+@pytest.fixture
+def mlflow_settings(mlflow_store, monkeypatch):
+    """Settings (and LLMOPS_* environment, for in-process CLI calls) pointing at the module's MLflow."""
+    from llmops.settings import load_settings
+
+    for key, value in mlflow_store.items():
+        monkeypatch.setenv(key, value)
+    return load_settings()

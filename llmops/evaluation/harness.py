@@ -1,0 +1,303 @@
+"""`llmops evaluate`: run lm-eval-harness on a model and keep every per-sample score.
+
+The model is anything `llmops.registry.resolve` understands (a base model folder, an adapter folder, a
+`models:/` URI, an `s3://` folder); lm-eval's `hf` backend loads the base with the adapter (`peft=`).
+Tasks are the project's local domain tasks (`tasks/*.yaml`, data from `data.py`) unless standard
+lm-eval task names are given (those need their datasets in the local HF cache: no hub access here).
+
+Output (see `results.py`): `results.json` with per-task metrics and standard errors, `samples/<task>.jsonl`
+with lm-eval's logged samples, and `data/` with the domain tasks' data files. The same files and the
+metrics are logged to an MLflow run (one per output folder: a retry reuses it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llmops import storage
+from llmops.evaluation.data import DATA_DIR_KEY, DOMAIN_TASKS, TASKS_DIR, write_task_data
+from llmops.evaluation.results import FORMAT_VERSION, RESULTS_FILE, SAMPLES_DIR
+from llmops.exceptions import EvaluationError
+from llmops.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+SEED = 1234
+"""lm-eval's seeds (Python, NumPy, torch, few-shot sampling): an evaluation is reproducible."""
+
+DOMAIN_PREFIX = "larkspur"
+"""Task names (and the tag grouping them) of the project's own tasks."""
+
+TAG_EVAL_OUTPUT = "llmops.eval_output"
+TAG_STEP = "llmops.step"
+
+
+def parse_tasks(values: Sequence[str] | None) -> list[str]:
+    """`--tasks a,b --tasks c` -> [a, b, c]; nothing -> the domain tasks."""
+    tasks: list[str] = []
+    for value in values or ():
+        tasks += [t.strip() for t in value.split(",") if t.strip()]
+    return list(dict.fromkeys(tasks)) or list(DOMAIN_TASKS)
+
+
+def _task_manager(tasks: list[str], data_dir: Path):
+    from lm_eval.tasks import TaskManager
+
+    # Indexing lm-eval's ~15,000 bundled task files takes 10-30 s: only when a standard task is asked.
+    needs_defaults = any(not t.startswith(DOMAIN_PREFIX) for t in tasks)
+    tm = TaskManager(
+        include_path=str(TASKS_DIR),
+        include_defaults=needs_defaults,
+        metadata={DATA_DIR_KEY: str(data_dir)},
+    )
+    unknown = [t for t in tasks if t not in tm.all_tasks]
+    if unknown:
+        raise EvaluationError(
+            f"unknown lm-eval task(s) {', '.join(unknown)}: use the domain tasks ({', '.join(DOMAIN_TASKS)}) "
+            "or a task name from `lm_eval ls tasks`"
+        )
+    return tm
+
+
+def _load_lm(resolved, *, batch_size: int, device: str | None, max_length: int | None):
+    import torch
+    from lm_eval.models.huggingface import HFLM
+
+    from llmops.registry import TOKENIZER_FILES, local_model_path
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if resolved.adapter_path:
+        pretrained = local_model_path(resolved.base_model)
+        has_tokenizer = any((Path(resolved.adapter_path) / f).exists() for f in TOKENIZER_FILES)
+        tokenizer = resolved.adapter_path if has_tokenizer else pretrained
+    else:
+        pretrained = resolved.model_path
+        tokenizer = pretrained
+    kwargs: dict[str, Any] = {}
+    if max_length:
+        kwargs["max_length"] = max_length
+    try:
+        return HFLM(
+            pretrained=pretrained,
+            peft=resolved.adapter_path,
+            tokenizer=tokenizer,
+            device=device,
+            dtype="float32" if device == "cpu" else "auto",
+            batch_size=batch_size,
+            **kwargs,
+        )
+    except OSError as exc:
+        from llmops.exceptions import ModelLoadError
+
+        raise ModelLoadError(f"cannot load {resolved.uri} (base {resolved.base_model}): {exc}") from None
+
+
+def _sample_record(sample: dict[str, Any]) -> dict[str, Any]:
+    doc = sample.get("doc") or {}
+    sid = doc.get("id") if isinstance(doc, dict) and doc.get("id") is not None else sample["doc_id"]
+    filt = sample.get("filter", "none")
+    scores = {}
+    for metric in sample.get("metrics", []):
+        value = sample.get(metric)
+        if isinstance(value, bool):
+            value = float(value)
+        scores[f"{metric},{filt}"] = value if isinstance(value, int | float) else None
+    return {"sample_id": str(sid), "scores": scores, **sample}
+
+
+def _task_summary(name: str, res: dict[str, Any], eval_out: dict[str, Any], samples_file: str, data_info) -> dict:
+    metrics = {}
+    hib = eval_out.get("higher_is_better", {}).get(name, {})
+    for key, value in res.items():
+        if "," not in key or "_stderr," in key:
+            continue
+        metric, filt = key.split(",", 1)
+        stderr = res.get(f"{metric}_stderr,{filt}")
+        metrics[key] = {
+            "value": value if isinstance(value, int | float) else None,
+            "stderr": stderr if isinstance(stderr, int | float) else None,
+            "higher_is_better": bool(hib.get(metric, True)),
+        }
+    n = eval_out.get("n-samples", {}).get(name, {}).get("effective")
+    return {
+        "n": int(n if n is not None else res.get("sample_len", 0)),
+        "metrics": metrics,
+        "samples_file": samples_file,
+        "version": eval_out.get("versions", {}).get(name),
+        "data_sha256": data_info["sha256"] if data_info else None,
+    }
+
+
+def run_lm_eval(lm, tasks: list[str], task_manager, *, limit: int | None, bootstrap_iters: int) -> dict[str, Any]:
+    """lm-eval's `evaluate` with what `simple_evaluate` would set (seeds, zero-shot default), minus its
+    environment report (seconds of `collect_env` per run)."""
+    import numpy as np
+    from lm_eval.evaluator import evaluate
+    from lm_eval.utils import set_torch_seed
+
+    random.seed(SEED)
+    np.random.seed(SEED)
+    set_torch_seed(SEED)
+    loaded = task_manager.load(tasks)
+    for task_obj in loaded["tasks"].values():
+        if task_obj.get_config("num_fewshot") is None:
+            task_obj.set_config(key="num_fewshot", value=0)
+        task_obj.set_fewshot_seed(seed=SEED)
+    return evaluate(
+        lm=lm,
+        task_dict=loaded,
+        limit=limit,
+        bootstrap_iters=bootstrap_iters,
+        log_samples=True,
+    )
+
+
+def evaluate_model(
+    model: str,
+    output: str,
+    *,
+    tasks: Sequence[str] | None = None,
+    limit: int | None = None,
+    batch_size: int = 16,
+    device: str | None = None,
+    max_length: int | None = None,
+    bootstrap_iters: int = 1000,
+    mlflow_log: bool = True,
+    tags: dict[str, str] | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Evaluate `model` on `tasks` and write the results under `output`; return the step summary."""
+    from lm_eval.utils import handle_non_serializable
+
+    from llmops.registry import resolve
+
+    s = settings or load_settings()
+    storage.check_uri(output, "--output")
+    if limit is not None and limit < 1:
+        raise EvaluationError(f"--limit must be a positive number of samples per task, got {limit}")
+    task_names = parse_tasks(tasks)
+    started = time.monotonic()
+    resolved = resolve(model, settings=s)
+    remote = storage.is_s3(output)
+    work = Path(tempfile.mkdtemp(prefix="llmops-eval-")) if remote else storage.local_path(output)
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir = work / "data"
+        data_info = write_task_data(data_dir)
+        tm = _task_manager(task_names, data_dir)
+        lm = _load_lm(resolved, batch_size=batch_size, device=device, max_length=max_length)
+        out = run_lm_eval(lm, task_names, tm, limit=limit, bootstrap_iters=bootstrap_iters)
+        shutil.rmtree(data_dir / ".hf-cache", ignore_errors=True)
+
+        task_results = {}
+        samples_dir = work / SAMPLES_DIR
+        samples_dir.mkdir(exist_ok=True)
+        for name, res in sorted(out["results"].items()):
+            if name not in out.get("samples", {}):
+                continue  # a group's aggregate row; its subtasks have their own
+            rel = f"{SAMPLES_DIR}/{name}.jsonl"
+            lines = [
+                json.dumps(_sample_record(sm), default=handle_non_serializable, sort_keys=True, ensure_ascii=False)
+                for sm in out["samples"][name]
+            ]
+            (work / rel).write_text("".join(line + "\n" for line in lines))
+            task_results[name] = _task_summary(name, res, out, rel, data_info.get(name))
+        if not task_results:
+            raise EvaluationError(f"lm-eval returned no results for {', '.join(task_names)}")
+        duration = time.monotonic() - started
+        results = {
+            "format_version": FORMAT_VERSION,
+            "model": resolved.to_dict(),
+            "tasks": task_results,
+            "limit": limit,
+            "seed": SEED,
+            "lm_eval_version": _version("lm_eval"),
+            "duration_s": round(duration, 3),
+        }
+        run_id = None
+        if mlflow_log:
+            run_id = _log_to_mlflow(output, work, results, tags or {}, s)
+            results["mlflow_run_id"] = run_id
+        (work / RESULTS_FILE).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        if remote:
+            storage.upload_dir(work, output)
+    finally:
+        if remote:
+            shutil.rmtree(work, ignore_errors=True)
+    return {
+        "output": output,
+        "results_uri": storage.join(output, RESULTS_FILE),
+        "model": model,
+        "model_label": resolved.label,
+        "registered_model_name": resolved.name,
+        "model_version": resolved.version,
+        "metrics": {
+            t: {k: m["value"] for k, m in r["metrics"].items()} for t, r in task_results.items()
+        },
+        "n": {t: r["n"] for t, r in task_results.items()},
+        "mlflow_run_id": run_id,
+        "duration_s": round(time.monotonic() - started, 3),
+    }
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def _log_to_mlflow(output: str, work: Path, results: dict[str, Any], tags: dict[str, str], s: Settings) -> str:
+    """Metrics (`<task>.<metric>` and `<task>.<metric>_stderr`) and the output files, in one run per
+    output folder (found again by the `llmops.eval_output` tag on a retry)."""
+    import mlflow
+
+    from llmops.registry import ensure_experiment, mlflow_client
+
+    experiment_id = ensure_experiment(s)
+    client = mlflow_client(s)
+    found = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{TAG_EVAL_OUTPUT}` = '{output}'", max_results=1
+    )
+    model = results["model"]
+    run_tags = {
+        TAG_STEP: "evaluate",
+        TAG_EVAL_OUTPUT: output,
+        "llmops.evaluated_model": model["uri"],
+        **({"llmops.registered_model": model["model_uri"]} if model.get("model_uri") else {}),
+        **({"llmops.training_run_id": model["run_id"]} if model.get("run_id") else {}),
+        **tags,
+    }
+    mlflow.set_tracking_uri(s.mlflow_uri)
+    with mlflow.start_run(
+        run_id=found[0].info.run_id if found else None,
+        experiment_id=experiment_id,
+        run_name=None if found else f"evaluate {model['label']}"[:250],
+        tags=run_tags if not found else None,
+    ) as run:
+        if found:
+            mlflow.set_tags(run_tags)
+        metrics = {}
+        for task, r in results["tasks"].items():
+            for key, m in r["metrics"].items():
+                metric, filt = key.split(",", 1)
+                suffix = "" if filt == "none" else f".{filt}"
+                if m["value"] is not None:
+                    metrics[f"{task}.{metric}{suffix}"] = m["value"]
+                if m["stderr"] is not None:
+                    metrics[f"{task}.{metric}_stderr{suffix}"] = m["stderr"]
+        mlflow.log_metrics(metrics)
+        mlflow.log_params({"model": model["uri"][:500], "tasks": ",".join(results["tasks"]), "limit": results["limit"]})
+        mlflow.log_dict(results, "evaluation/results.json")
+        mlflow.log_artifacts(str(work / SAMPLES_DIR), artifact_path="evaluation/samples")
+        return run.info.run_id
