@@ -183,6 +183,11 @@ class Settings(BaseModel):
     retrain_cooldown_hours: float = Field(default=24.0, ge=0)
     """At most one drift-triggered retrain per this many hours; later drift events are recorded and skipped."""
 
+    # --- evaluation gate and registry -------------------------------------------------------------
+    mlflow_ui_url: str = "http://127.0.0.1:5000"
+    """Address of the MLflow UI as a browser reaches it; the Airflow plugin's "MLflow run" and
+    "Model version" links point there."""
+
     # --------------------------------------------------------------------------------------------------
 
     @field_validator("namespace", "service_account")
