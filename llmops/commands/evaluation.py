@@ -92,9 +92,12 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
         "gate",
         help="fine-tune the tiny model, evaluate and gate it against its base; print figures and timings",
     )
-    b.add_argument("--work", help="work folder (default: <data_root>/bench/gate)")
+    b.add_argument("--work", help="work folder (default: <data_root>/bench/gate); artefacts there are reused")
+    b.add_argument("--base", help="use this base model folder instead of building one")
+    b.add_argument("--adapter", help="use this fine-tuned adapter instead of training one")
     b.add_argument("--train-config", help="training config (default: examples/local/train.yaml)")
     b.add_argument("--policy", help="gate policy (default: examples/local/gate.yaml)")
+    b.add_argument("--weak-scale", type=float, default=0.3, help="LoRA scale of the weak candidate (default 0.3)")
     b.add_argument("--small-limit", type=int, default=12, help="samples per task of the 'too few samples' case")
     b.add_argument("--json", action="store_true", help="print the figures as JSON")
     b.set_defaults(handler=_bench)

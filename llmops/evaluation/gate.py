@@ -355,21 +355,21 @@ def decide(candidate: Evaluation, champion: Evaluation | None, policy: GatePolic
     else:
         failed = any(d.verdict in ("below floor", "worse") for d in decisions)
         better = [d for d in decisions if d.verdict == "better"]
-        if failed:
+        if not better and not policy.allow_equal:
+            # Listed even when a floor or a regression already rejects: every reason is worth knowing.
+            reasons.append(
+                "not significant: no metric is significantly better than the champion "
+                "(the policy requires a significant gain)"
+            )
+        if failed or (not better and not policy.allow_equal):
             passed = False
         elif better:
             passed = True
             reasons.append("significantly better on " + ", ".join(f"{d.task}/{d.metric}" for d in better)
                            + "; every floor holds and no metric is significantly worse")
-        elif policy.allow_equal:
+        else:
             passed = True
             reasons.append("no significant difference, every floor holds, and the policy allows equal")
-        else:
-            passed = False
-            reasons.append(
-                "not significant: no metric is significantly better than the champion "
-                "(the policy requires a significant gain)"
-            )
     return GateReport(
         passed=passed,
         reasons=reasons,

@@ -238,7 +238,7 @@ def evaluate_model(
         "model": model,
         "model_label": resolved.label,
         "registered_model_name": resolved.name,
-        "model_version": resolved.version,
+        "version": resolved.version,
         "metrics": {
             t: {k: m["value"] for k, m in r["metrics"].items()} for t, r in task_results.items()
         },

@@ -191,3 +191,12 @@ def test_example_policy_is_valid():
     policy = load_policy(str(PROJECT_ROOT / "examples" / "local" / "gate.yaml"))
     assert policy.allow_equal is False
     assert {(r.task, r.metric) for r in policy.metrics} >= {("larkspur_mc", "acc"), ("larkspur_qa", "rougeL")}
+
+
+def test_every_reason_is_reported(evaluation, policy_file, tmp_path):
+    # Below the floor *and* no gain over the champion: both reasons are listed.
+    low = evaluation("low", {"qa": {"acc": binary(2, 10)}})
+    assert gate(low, low, policy_file(ACC_POLICY), str(tmp_path / "g.json")) == 3
+    reasons = json.loads((tmp_path / "g.json").read_text())["reasons"]
+    assert any("below the floor" in r for r in reasons)
+    assert any(r.startswith("not significant") for r in reasons)

@@ -1,0 +1,200 @@
+"""`llmops bench gate`: the gate's figures on the tiny local model, with timings.
+
+Builds the tiny base (`llmops base-model build`), fine-tunes it with the example config (`llmops train`),
+then runs the real step commands as the local operator would (`python -m llmops evaluate|gate`, one
+subprocess each) and checks the gate's behaviour:
+
+1. the fine-tuned adapter passes the gate against the untrained base (and the time of the whole
+   evaluate candidate + evaluate champion + gate step);
+2. the base never passes against the fine-tuned adapter;
+3. two evaluations of the same model never pass each other (the policy requires a significant gain);
+4. a candidate with a real but small gain, evaluated on too few samples, is rejected as "not significant".
+   The weak candidate is the fine-tuned adapter with its LoRA update scaled down (`--weak-scale`): a
+   model between the base and the fine-tuned one. Its gain is measured on the full task set as well, so
+   the report shows the gain is real, only not demonstrable on `--small-limit` samples.
+
+Each case prints its decision, reasons and the metric table; `--json` prints everything as JSON.
+Existing artefacts in `--work` are reused (`--base`, `--adapter` point at existing ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from llmops.exceptions import EvaluationError
+from llmops.settings import PROJECT_ROOT, load_settings
+
+
+def _run(cmd: list[str], env: dict[str, str], log: Path) -> tuple[int, float]:
+    started = time.monotonic()
+    with log.open("w") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, check=False)
+    return proc.returncode, time.monotonic() - started
+
+
+def _llmops(args: list[str], env: dict[str, str], log: Path, ok: tuple[int, ...] = (0,)) -> float:
+    code, seconds = _run([sys.executable, "-m", "llmops", *args], env, log)
+    if code not in ok:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise EvaluationError(f"llmops {' '.join(args[:2])} exited {code} (log {log}):\n{tail}")
+    return seconds
+
+
+def _scaled_adapter(adapter: Path, out: Path, scale: float) -> Path:
+    """A copy of `adapter` whose LoRA update is multiplied by `scale` (lora_B weights scaled)."""
+    from safetensors.torch import load_file, save_file
+
+    if (out / "adapter_config.json").exists():
+        return out
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(adapter, tmp)
+    weights = tmp / "adapter_model.safetensors"
+    if not weights.exists():
+        raise EvaluationError(f"{adapter} has no adapter_model.safetensors to scale")
+    tensors = load_file(str(weights))
+    scaled = {k: (v * scale if "lora_B" in k else v) for k, v in tensors.items()}
+    save_file(scaled, str(weights), metadata={"format": "pt"})
+    tmp.rename(out)
+    return out
+
+
+def _case(name: str, expected: str, report_path: Path, code: int) -> dict[str, Any]:
+    report = json.loads(report_path.read_text())
+    decision = report["decision"]
+    return {
+        "case": name,
+        "expected": expected,
+        "decision": decision,
+        "exit_code": code,
+        "as_expected": decision == expected,
+        "reasons": report["reasons"],
+        "metrics": {
+            f"{m['task']}/{m['metric']}": {
+                "candidate": m["candidate"],
+                "champion": m["champion"],
+                "difference": m["difference"],
+                "ci": [m["ci_low"], m["ci_high"]],
+                "p_value_holm": m["p_value_holm"],
+                "n": m["n"],
+                "verdict": m["verdict"],
+            }
+            for m in report["metrics"]
+        },
+        "report": str(report_path),
+    }
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from llmops.cli import print_json
+
+    s = load_settings()
+    work = Path(args.work or Path(s.data_root) / "bench" / "gate").resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    logs = work / "logs"
+    logs.mkdir(exist_ok=True)
+    policy = args.policy or str(PROJECT_ROOT / "examples" / "local" / "gate.yaml")
+    train_config = args.train_config or str(PROJECT_ROOT / "examples" / "local" / "train.yaml")
+    env = {
+        **os.environ,
+        "LLMOPS_DATA_ROOT": str(work / "data"),
+        "LLMOPS_MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+        "LLMOPS_MLFLOW_ARTIFACT_ROOT": str(work / "mlflow-artifacts"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    timings: dict[str, float] = {}
+    figures: dict[str, Any] = {"work": str(work), "policy": policy}
+
+    def say(msg: str) -> None:
+        if not args.json:
+            print(msg, flush=True)
+
+    # 1. the tiny base and the fine-tuned adapter (real commands, reused when present)
+    base = Path(args.base) if args.base else work / "base"
+    if not (base / "config.json").exists():
+        say(f"building the tiny base model in {base}")
+        timings["base_model_build_s"] = _llmops(["base-model", "build", "--out", str(base)], env, logs / "base.log")
+    adapter = Path(args.adapter) if args.adapter else work / "train" / "adapter"
+    if not (adapter / "adapter_config.json").exists():
+        say(f"fine-tuning with {train_config} into {adapter.parent}")
+        timings["train_s"] = _llmops(
+            ["train", "--config", train_config, "--output-dir", str(adapter.parent), "--base-model", str(base)],
+            env,
+            logs / "train.log",
+        )
+    weak = _scaled_adapter(adapter, work / f"weak-adapter-{args.weak_scale:g}", args.weak_scale)
+    figures["base"], figures["adapter"], figures["weak_adapter"] = str(base), str(adapter), str(weak)
+
+    evals = work / "eval"
+
+    def evaluate(name: str, model: Path, limit: int | None = None, mlflow: bool = False) -> float:
+        out = evals / name
+        shutil.rmtree(out, ignore_errors=True)
+        cmd = ["evaluate", "--model", str(model), "--output", str(out)]
+        cmd += ["--limit", str(limit)] if limit else []
+        cmd += [] if mlflow else ["--no-mlflow"]
+        say(f"evaluating {name}")
+        seconds = _llmops(cmd, env, logs / f"eval-{name}.log")
+        timings[f"evaluate_{name}_s"] = round(seconds, 2)
+        return seconds
+
+    def gate(name: str, candidate: str, baseline: str, expected: str) -> dict[str, Any]:
+        report = work / "reports" / f"{name}.json"
+        code, seconds = _run(
+            [sys.executable, "-m", "llmops", "gate", "--candidate", str(evals / candidate), "--baseline",
+             str(evals / baseline), "--policy", policy, "--report", str(report)],
+            env,
+            logs / f"gate-{name}.log",
+        )
+        if code not in (0, 3):
+            raise EvaluationError(f"llmops gate exited {code}: see {logs / f'gate-{name}.log'}")
+        timings[f"gate_{name}_s"] = round(seconds, 2)
+        case = _case(name, expected, report, code)
+        say(f"{name}: {case['decision']} (expected {expected})\n  " + "\n  ".join(case["reasons"]))
+        return case
+
+    # The step as the fine-tune DAG runs it: evaluate candidate, evaluate champion, gate (with MLflow).
+    t_cand = evaluate("adapter", adapter, mlflow=True)
+    t_champ = evaluate("base", base, mlflow=True)
+    cases = [gate("finetuned_vs_base", "adapter", "base", "promote")]
+    timings["evaluate_and_gate_step_s"] = round(t_cand + t_champ + timings["gate_finetuned_vs_base_s"], 2)
+    cases.append(gate("base_vs_finetuned", "base", "adapter", "reject"))
+    evaluate("base_again", base)
+    evaluate("adapter_again", adapter)
+    cases.append(gate("base_vs_itself", "base_again", "base", "reject"))
+    cases.append(gate("finetuned_vs_itself", "adapter_again", "adapter", "reject"))
+    evaluate("weak", weak)
+    full_weak = gate("weak_vs_base_all_samples", "weak", "base", "promote")
+    full_weak["note"] = "the weak candidate's gain on every sample (shows the gain is real)"
+    cases.append(full_weak)
+    evaluate("weak_small", weak, limit=args.small_limit)
+    evaluate("base_small", base, limit=args.small_limit)
+    small = gate("weak_vs_base_few_samples", "weak_small", "base_small", "reject")
+    small["not_significant_reason"] = any("not significant" in r for r in small["reasons"])
+    cases.append(small)
+
+    figures.update(
+        {
+            "cases": cases,
+            "timings": timings,
+            "all_as_expected": all(c["as_expected"] for c in cases if c["case"] != "weak_vs_base_all_samples")
+            and small["not_significant_reason"],
+        }
+    )
+    if args.json:
+        print_json(figures)
+    else:
+        print(json.dumps({"timings": timings, "all_as_expected": figures["all_as_expected"]}, indent=2))
+    return 0
