@@ -222,9 +222,9 @@ def evaluate_model(
             "lm_eval_version": _version("lm_eval"),
             "duration_s": round(duration, 3),
         }
-        run_id = None
+        run_id = experiment_id = None
         if mlflow_log:
-            run_id = _log_to_mlflow(output, work, results, tags or {}, s)
+            run_id, experiment_id = _log_to_mlflow(output, work, results, tags or {}, s)
             results["mlflow_run_id"] = run_id
         (work / RESULTS_FILE).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
         if remote:
@@ -244,6 +244,7 @@ def evaluate_model(
         },
         "n": {t: r["n"] for t, r in task_results.items()},
         "mlflow_run_id": run_id,
+        "mlflow_experiment_id": experiment_id,
         "duration_s": round(time.monotonic() - started, 3),
     }
 
@@ -257,7 +258,9 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _log_to_mlflow(output: str, work: Path, results: dict[str, Any], tags: dict[str, str], s: Settings) -> str:
+def _log_to_mlflow(
+    output: str, work: Path, results: dict[str, Any], tags: dict[str, str], s: Settings
+) -> tuple[str, str]:
     """Metrics (`<task>.<metric>` and `<task>.<metric>_stderr`) and the output files, in one run per
     output folder (found again by the `llmops.eval_output` tag on a retry)."""
     import mlflow
@@ -300,4 +303,4 @@ def _log_to_mlflow(output: str, work: Path, results: dict[str, Any], tags: dict[
         mlflow.log_params({"model": model["uri"][:500], "tasks": ",".join(results["tasks"]), "limit": results["limit"]})
         mlflow.log_dict(results, "evaluation/results.json")
         mlflow.log_artifacts(str(work / SAMPLES_DIR), artifact_path="evaluation/samples")
-        return run.info.run_id
+        return run.info.run_id, experiment_id

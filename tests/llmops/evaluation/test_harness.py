@@ -85,7 +85,8 @@ def test_evaluate_adapter_keeps_per_sample_scores_and_logs_to_mlflow(
     artifacts = {f.path for f in MlflowClient(mlflow_settings.mlflow_uri).list_artifacts(run.info.run_id, "evaluation/samples")}
     assert artifacts == {"evaluation/samples/larkspur_mc.jsonl", "evaluation/samples/larkspur_qa.jsonl"}
     # A retried task logs into the same run (found by its output folder).
-    assert harness._log_to_mlflow(str(out), out, results, {}, mlflow_settings) == run.info.run_id
+    assert harness._log_to_mlflow(str(out), out, results, {}, mlflow_settings) == (run.info.run_id, run.info.experiment_id)
+    assert summary["mlflow_experiment_id"] == run.info.experiment_id
 
     # Two evaluations of one model never pass each other when the policy requires a gain.
     policy = tmp_path / "policy.yaml"
