@@ -313,7 +313,7 @@ def decide(candidate: Evaluation, champion: Evaluation | None, policy: GatePolic
         if champion is not None:
             a, b, ids = _paired(candidate, champion, rule)
             sign = 1.0 if hib else -1.0
-            # Oriented so that positive = better; reported values stay in the metric's own units.
+            # The difference is oriented (positive = better); candidate and champion values keep their units.
             ca, cb = sign * a, sign * b
             d.n = len(ids)
             d.champion = _candidate_value(rule, champion)
