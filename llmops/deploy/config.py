@@ -278,8 +278,9 @@ class DeployConfig(_Section):
     """Namespace to deploy into. Default: the `namespace` setting."""
 
     served_model_name: str | None
-    """Model name clients send in OpenAI requests (`model`). Default: the registered model name. With an
-    adapter this is the LoRA module name and the base model is served as `<served_model_name>-base`."""
+    """Model name clients send in OpenAI requests (`model`). Default: `name` when set, else the registered
+    model name. With an adapter this is the LoRA module name; the bare base model is served as
+    `<served_model_name>-base`."""
 
     image: str
     """vLLM OpenAI-compatible server image."""

@@ -430,7 +430,7 @@ def render(model: ServedModel, config: DeployConfig, stable: ServedModel | None 
         stable = None
     name = app_name(config, model)
     namespace = str(config.namespace)
-    served_name = config.served_model_name or model.name
+    served_name = config.served_model_name or config.name or model.name
     files: dict[str, list[dict[str, Any]]] = {}
 
     tracks = [("stable", stable or model), ("canary", model)] if stable else [("stable", model)]
