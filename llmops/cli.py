@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "llmops.commands.settings",
     "llmops.commands.sample_data",
     "llmops.commands.deploy",
+    "llmops.commands.dags",
 ]
 
 
