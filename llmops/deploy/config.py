@@ -134,8 +134,9 @@ class AutoscalingConfig(_Section):
     autoscaling/v2 HorizontalPodAutoscaler on the per-pod metric `hpa_metric` (served by
     prometheus-adapter); `none`: a fixed `replicas` count."""
 
-    min_replicas: int = Field(ge=0, le=1000)
-    """Fewest replicas (0 lets KEDA scale to zero; HPA needs at least 1)."""
+    min_replicas: int = Field(ge=1, le=1000)
+    """Fewest replicas. At least 1: the queue metric comes from running vLLM pods, so with none there
+    would be nothing to scale up from."""
 
     max_replicas: int = Field(ge=1, le=1000)
     """Most replicas."""
@@ -162,8 +163,6 @@ class AutoscalingConfig(_Section):
                 f"autoscaling.min_replicas ({self.min_replicas}) is larger than autoscaling.max_replicas "
                 f"({self.max_replicas}): lower min_replicas or raise max_replicas"
             )
-        if self.engine == "hpa" and self.min_replicas < 1:
-            raise ValueError("autoscaling.min_replicas must be at least 1 with engine hpa (only KEDA scales to zero)")
         return self
 
 
@@ -177,8 +176,8 @@ class RolloutConfig(_Section):
     """Pods that may be down during a rolling update (a count or a percentage)."""
 
     timeout_s: int = Field(ge=60, le=86400)
-    """How long the deploy step waits for the rollout before rolling back (also the Deployment's
-    progress deadline on top of the startup budget)."""
+    """Rollout budget on top of `probes.startup_budget_s`: their sum is the Deployment's
+    `progressDeadlineSeconds`, after which the rollout counts as failed and the deploy step rolls back."""
 
 
 class MonitoringConfig(_Section):
@@ -244,7 +243,7 @@ class CanaryConfig(_Section):
     """A challenger served beside the stable champion, with a weighted traffic split."""
 
     enabled: bool
-    """Render the rendered version as a canary beside the stable version and split traffic by weight."""
+    """Serve the rendered version as a canary beside the stable version, traffic split by weight."""
 
     weight: int = Field(ge=0, le=100)
     """Percent of requests routed to the canary."""
@@ -543,10 +542,11 @@ def explain_markdown() -> str:
                 walk(annotation, f"{prefix}{name}.", values.get(name) or {})
                 continue
             default = values.get(name)
-            shown = "(settings)" if default is None and field.description and "Default: the `" in field.description else (
-                f"`{default}`" if default is not None else ""
-            )
             desc = " ".join((field.description or "").split()).replace("|", "\\|")
+            if default is not None:
+                shown = f"`{default}`"
+            else:
+                shown = "(settings)" if "Default: the `" in desc else ""
             rows.append(f"| `{prefix}{name}` | {shown} | {desc} |")
 
     walk(DeployConfig, "", defaults)

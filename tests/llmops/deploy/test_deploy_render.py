@@ -314,3 +314,11 @@ def test_write_to_s3_removes_stale_files(s3_bucket):
     assert yaml.safe_load(storage.read_text(f"{folder}/kustomization.yaml"))["resources"] == [
         n for n in plain.files if n != "kustomization.yaml"
     ]
+
+
+def test_a_missing_template_value_is_a_hard_error():
+    from llmops.k8s.templates import render as render_template
+
+    partial = {"name": "x", "namespace": "y", "labels": {}, "selector": {}}
+    with pytest.raises(ConfigError, match="required value is missing: .*'container'"):
+        render_template("vllm/service.yaml.j2", {"t": partial})
