@@ -252,3 +252,19 @@ def test_default_timeout_follows_the_progress_deadline():
 
     deadline = next(o for o in V3 if o["kind"] == "Deployment")["spec"]["progressDeadlineSeconds"]
     assert rollout_timeout(V3) == deadline + 60
+
+
+@pytest.mark.s3
+def test_deploy_from_an_s3_manifests_location(s3_bucket):
+    from llmops import storage
+
+    config = load_config(str(REPO / "examples/gpu/deploy.yaml"), SETTINGS)
+    out = f"s3://{s3_bucket}/gitops"
+    v3, _ = write(render(CHAMPION, config), out)
+    v4, _ = write(render(CHALLENGER, config), out)
+    cluster = FakeCluster()
+    assert deploy_folder(v3, api=cluster, clock=_clock())["live"] == "3"
+    summary = deploy_folder(v4, api=cluster, clock=_clock())
+    assert summary["previous_version"] == "3" and cluster.version_of("llmops-assistant") == "4"
+    live = yaml.safe_load(storage.read_text(f"{out}/llmops-assistant/kustomization.yaml"))
+    assert live["resources"] == ["4"]
