@@ -340,7 +340,6 @@ def resources(config: DeployConfig) -> dict[str, Any]:
 
 
 def _container_ctx(config: DeployConfig, model: ServedModel, source: Source, served_name: str) -> dict[str, Any]:
-    p = config.probes
     return {
         "image": config.image,
         "image_pull_policy": config.image_pull_policy,
@@ -354,7 +353,6 @@ def _container_ctx(config: DeployConfig, model: ServedModel, source: Source, ser
             {"name": "cache", "mountPath": CACHE_MOUNT},
         ],
         "probes": _probes_ctx(config),
-        "startup_failures": math.ceil(p.startup_budget_s / p.period_s),
     }
 
 
@@ -435,11 +433,10 @@ def render(model: ServedModel, config: DeployConfig, stable: ServedModel | None 
 
     tracks = [("stable", stable or model), ("canary", model)] if stable else [("stable", model)]
     ctxs = {track: _track(config, name, m, track, served_name) for track, m in tracks}
-    shared_model = model
     shared = {
         "name": name,
         "namespace": namespace,
-        "labels": dict(sorted(common_labels(config, name, shared_model).items())),
+        "labels": dict(sorted(common_labels(config, name, model).items())),
         "selector": {"app.kubernetes.io/instance": name, "app.kubernetes.io/name": "vllm"},
         "port": config.port,
     }
