@@ -130,7 +130,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if not (adapter / "adapter_config.json").exists():
         say(f"fine-tuning with {train_config} into {adapter.parent}")
         timings["train_s"] = _llmops(
-            ["train", "--config", train_config, "--output-dir", str(adapter.parent), "--base-model", str(base)],
+            ["train", "--config", train_config, "--output-dir", str(adapter.parent), "--set", f"base_model={base}"],
             env,
             logs / "train.log",
         )
