@@ -27,6 +27,7 @@ previous champion `llmops.previous_champion=true`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -138,6 +139,20 @@ def mlflow_client(settings: Settings | None = None) -> MlflowClient:
 
     s = settings or load_settings()
     return MlflowClient(tracking_uri=s.mlflow_uri, registry_uri=s.mlflow_uri)
+
+
+@contextlib.contextmanager
+def tracking(settings: Settings):
+    """Point MLflow's fluent API (`mlflow.start_run`, `log_model`) at `settings.mlflow_uri` for a block,
+    then restore the previous URI: library callers keep their own MLflow configuration."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 def ensure_experiment(settings: Settings | None = None) -> str:
@@ -471,12 +486,10 @@ def _log_adapter_model(
         clean = tmp / "logged" / "adapter"
         shutil.copytree(adapter_dir, clean)
         code = Path(__file__).resolve().parent / "pyfunc_model.py"
-        mlflow.set_tracking_uri(settings.mlflow_uri)
-        mlflow.set_registry_uri(settings.mlflow_uri)
         # Re-opening the finished training run links the logged model to it (status returns to FINISHED).
         # MLflow's advice to add type hints or an input example does not apply: the signature is explicit,
         # and an input example would load the model at registration time.
-        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        with tracking(settings), mlflow.start_run(run_id=run_id), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
             info = mlflow.pyfunc.log_model(
                 name=MODEL_ARTIFACT_NAME,

@@ -265,7 +265,7 @@ def _log_to_mlflow(
     output folder (found again by the `llmops.eval_output` tag on a retry)."""
     import mlflow
 
-    from llmops.registry import ensure_experiment, mlflow_client
+    from llmops.registry import ensure_experiment, mlflow_client, tracking
 
     experiment_id = ensure_experiment(s)
     client = mlflow_client(s)
@@ -281,8 +281,7 @@ def _log_to_mlflow(
         **({"llmops.training_run_id": model["run_id"]} if model.get("run_id") else {}),
         **tags,
     }
-    mlflow.set_tracking_uri(s.mlflow_uri)
-    with mlflow.start_run(
+    with tracking(s), mlflow.start_run(
         run_id=found[0].info.run_id if found else None,
         experiment_id=experiment_id,
         run_name=None if found else f"evaluate {model['label']}"[:250],

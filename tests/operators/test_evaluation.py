@@ -111,7 +111,7 @@ def test_first_run_without_champion_registers_and_promotes(
         "register": "success",
         "promote": "success",
     }
-    client = MlflowClient(mlflow_settings.mlflow_uri)
+    client = MlflowClient(mlflow_settings.mlflow_uri, registry_uri=mlflow_settings.mlflow_uri)
     champion = client.get_model_version_by_alias("flow-model", "champion")
     assert champion.tags["llmops.training_run_id"] == run.info.run_id
     assert champion.tags["llmops.airflow.dag_id"] == "llmops_test_gate_flow"

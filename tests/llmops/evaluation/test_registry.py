@@ -32,7 +32,7 @@ def gate_report(tmp_path, name: str, passed: bool) -> str:
 def test_register_promote_resolve_and_load_back(tiny_base, tiny_adapter, tmp_path, mlflow_settings, capsys):
     from mlflow import MlflowClient
 
-    client = MlflowClient(mlflow_settings.mlflow_uri)
+    client = MlflowClient(mlflow_settings.mlflow_uri, registry_uri=mlflow_settings.mlflow_uri)
     name = "assistant-a"
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"snapshot_id": "snap-42", "embedding_model": "all-MiniLM-L6-v2",
