@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "llmops.commands.sample_data",
     "llmops.commands.deploy",
     "llmops.commands.dags",
+    "llmops.commands.training",
     "llmops.commands.evaluation",
 ]
 
