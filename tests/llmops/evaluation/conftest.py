@@ -68,49 +68,19 @@ def policy_file(tmp_path):
 
 
 # --- a tiny model and an adapter ---------------------------------------------------------------------
-# TODO(base-model): switch to llmops.training.base_model.build_base_model once it is merged into main.
 
 
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> Path:
-    """A seeded two-layer Llama with a BPE tokenizer trained on the sample data (seconds to build)."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from llmops.sample_data import finetune_rows
+    """The project's tiny base model (`llmops base-model build`), shrunk further and not pretrained:
+    the tests check plumbing, not what the model knows."""
+    from llmops.training.base_model import build_base_model
 
     out = tmp_path_factory.mktemp("tiny-base")
-    texts = [r["prompt"] + r["completion"] for r in finetune_rows() if "prompt" in r]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(
-        texts,
-        trainers.BpeTrainer(
-            vocab_size=600,
-            special_tokens=["<|pad|>", "<|bos|>", "<|eos|>"],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        ),
+    return build_base_model(
+        out, pretrain_steps=0, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+        vocab_size=1024, max_positions=256,
     )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|eos|>", pad_token="<|pad|>")
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(fast),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        bos_token_id=fast.bos_token_id,
-        eos_token_id=fast.eos_token_id,
-        pad_token_id=fast.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(out)
-    fast.save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="session")
