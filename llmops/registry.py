@@ -347,15 +347,17 @@ def resolve(
     if storage.is_s3(uri):
         if not storage.exists(uri):
             raise ModelNotFound(f"{uri} does not exist")
+        uri_in = uri
+        uri = s3_adapter_root(uri)
         if not download:
             files = {f.uri.rsplit("/", 1)[-1] for f in storage.list_files(uri, recursive=False)}
             if "adapter_config.json" in files:
                 base = json.loads(storage.read_text(storage.join(uri, "adapter_config.json")))
-                return ResolvedModel(uri=uri, kind="adapter", base_model=base.get("base_model_name_or_path", ""),
+                return ResolvedModel(uri=uri_in, kind="adapter", base_model=base.get("base_model_name_or_path", ""),
                                      adapter_path=None, model_path=None, adapter_uri=uri)
-            return ResolvedModel(uri=uri, kind="model", base_model=uri, adapter_path=None, model_path=None)
+            return ResolvedModel(uri=uri_in, kind="model", base_model=uri, adapter_path=None, model_path=None)
         local = Path(local_model_path(uri, cache_dir=cache_dir))
-        return _resolve_folder(uri, local, source_uri=uri)
+        return _resolve_folder(uri_in, local, source_uri=uri)
     storage.check_uri(uri, "model")
     local = storage.local_path(uri)
     if local.is_dir():
@@ -435,9 +437,19 @@ def absolute(uri: str | None) -> str | None:
     return str(storage.local_path(uri).resolve())
 
 
+def s3_adapter_root(uri: str) -> str:
+    """An `s3://` training output folder's `adapter/` subfolder when the adapter lives there (so that
+    checkpoints next to it are never downloaded), else the URI itself."""
+    if not storage.exists(storage.join(uri, "adapter_config.json")) and storage.exists(
+        storage.join(uri, "adapter", "adapter_config.json")
+    ):
+        return storage.join(uri, "adapter")
+    return uri
+
+
 def _local_adapter(adapter: str, tmp: Path) -> Path:
     if storage.is_s3(adapter):
-        return storage.download_dir(adapter, tmp / "adapter")
+        return storage.download_dir(s3_adapter_root(adapter), tmp / "adapter")
     local = storage.local_path(adapter)
     if not (local / "adapter_config.json").is_file() and (local / "adapter" / "adapter_config.json").is_file():
         local = local / "adapter"

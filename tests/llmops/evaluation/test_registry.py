@@ -175,6 +175,13 @@ def test_resolve_s3_folders(tiny_base, tiny_adapter, s3_bucket, tmp_path):
     assert (Path(model.model_path) / "config.json").exists()
     lazy = registry.resolve(f"s3://{s3_bucket}/adapters/a1", download=False)
     assert lazy.adapter_path is None and lazy.base_model == str(tiny_base)
+    # A training output folder: only its adapter/ is fetched, never the checkpoints beside it.
+    storage.upload_dir(tiny_adapter, f"s3://{s3_bucket}/runs/r1/adapter")
+    storage.write_text(f"s3://{s3_bucket}/runs/r1/checkpoints/step-000010/optimizer.pt", "big")
+    run = registry.resolve(f"s3://{s3_bucket}/runs/r1", cache_dir=tmp_path / "cache2")
+    assert run.adapter_uri == f"s3://{s3_bucket}/runs/r1/adapter" and run.uri == f"s3://{s3_bucket}/runs/r1"
+    assert not list((tmp_path / "cache2").rglob("optimizer.pt"))
+    assert registry.resolve(f"s3://{s3_bucket}/runs/r1", download=False).adapter_uri == run.adapter_uri
 
 
 def test_promote_checks_the_report_first(tmp_path, mlflow_settings):
