@@ -146,7 +146,13 @@ def run_lm_eval(lm, tasks: list[str], task_manager, *, limit: int | None, bootst
     random.seed(SEED)
     np.random.seed(SEED)
     set_torch_seed(SEED)
-    loaded = task_manager.load(tasks)
+    try:
+        loaded = task_manager.load(tasks)
+    except (OSError, ValueError) as exc:  # ConnectionError and the hub's offline errors are OSErrors
+        raise EvaluationError(
+            f"cannot load the data of {', '.join(tasks)}: {exc}. Standard lm-eval tasks need their dataset in "
+            "the local Hugging Face cache when the hub is unreachable; the domain tasks need nothing"
+        ) from None
     for task_obj in loaded["tasks"].values():
         if task_obj.get_config("num_fewshot") is None:
             task_obj.set_config(key="num_fewshot", value=0)
