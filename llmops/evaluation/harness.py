@@ -136,16 +136,18 @@ def _task_summary(name: str, res: dict[str, Any], eval_out: dict[str, Any], samp
     }
 
 
-def run_lm_eval(lm, tasks: list[str], task_manager, *, limit: int | None, bootstrap_iters: int) -> dict[str, Any]:
-    """lm-eval's `evaluate` with what `simple_evaluate` would set (seeds, zero-shot default), minus its
-    environment report (seconds of `collect_env` per run)."""
+def _seed() -> None:
     import numpy as np
-    from lm_eval.evaluator import evaluate
     from lm_eval.utils import set_torch_seed
 
     random.seed(SEED)
     np.random.seed(SEED)
     set_torch_seed(SEED)
+
+
+def load_tasks(task_manager, tasks: list[str]) -> dict[str, Any]:
+    """Build lm-eval's tasks (their data is loaded here, before any model: a missing dataset fails fast)."""
+    _seed()  # some tasks' document processing draws random numbers, as in simple_evaluate
     try:
         loaded = task_manager.load(tasks)
     except (OSError, ValueError) as exc:  # ConnectionError and the hub's offline errors are OSErrors
@@ -157,6 +159,15 @@ def run_lm_eval(lm, tasks: list[str], task_manager, *, limit: int | None, bootst
         if task_obj.get_config("num_fewshot") is None:
             task_obj.set_config(key="num_fewshot", value=0)
         task_obj.set_fewshot_seed(seed=SEED)
+    return loaded
+
+
+def run_lm_eval(lm, loaded: dict[str, Any], *, limit: int | None, bootstrap_iters: int) -> dict[str, Any]:
+    """lm-eval's `evaluate` with what `simple_evaluate` would set (seeds, zero-shot default), minus its
+    environment report (seconds of `collect_env` per run)."""
+    from lm_eval.evaluator import evaluate
+
+    _seed()
     return evaluate(
         lm=lm,
         task_dict=loaded,
@@ -198,9 +209,9 @@ def evaluate_model(
     try:
         data_dir = work / "data"
         data_info = write_task_data(data_dir)
-        tm = _task_manager(task_names, data_dir)
+        loaded = load_tasks(_task_manager(task_names, data_dir), task_names)
         lm = _load_lm(resolved, batch_size=batch_size, device=device, max_length=max_length)
-        out = run_lm_eval(lm, task_names, tm, limit=limit, bootstrap_iters=bootstrap_iters)
+        out = run_lm_eval(lm, loaded, limit=limit, bootstrap_iters=bootstrap_iters)
         shutil.rmtree(data_dir / ".hf-cache", ignore_errors=True)
 
         task_results = {}
