@@ -103,6 +103,8 @@ def run_bench(args: argparse.Namespace) -> int:
     logs.mkdir(exist_ok=True)
     policy = args.policy or str(PROJECT_ROOT / "examples" / "local" / "gate.yaml")
     train_config = args.train_config or str(PROJECT_ROOT / "examples" / "local" / "train.yaml")
+    if not args.train_config and not Path(train_config).exists():
+        train_config = None  # llmops train's built-in defaults are tuned for the tiny model
     env = {
         **os.environ,
         "LLMOPS_DATA_ROOT": str(work / "data"),
@@ -125,15 +127,19 @@ def run_bench(args: argparse.Namespace) -> int:
     base = Path(args.base) if args.base else work / "base"
     if not (base / "config.json").exists():
         say(f"building the tiny base model in {base}")
-        timings["base_model_build_s"] = _llmops(["base-model", "build", "--out", str(base)], env, logs / "base.log")
+        timings["base_model_build_s"] = round(
+            _llmops(["base-model", "build", "--out", str(base)], env, logs / "base.log"), 2
+        )
     adapter = Path(args.adapter) if args.adapter else work / "train" / "adapter"
     if not (adapter / "adapter_config.json").exists():
-        say(f"fine-tuning with {train_config} into {adapter.parent}")
-        timings["train_s"] = _llmops(
-            ["train", "--config", train_config, "--output-dir", str(adapter.parent), "--set", f"base_model={base}"],
-            env,
-            logs / "train.log",
-        )
+        say(f"fine-tuning ({train_config or 'default config'}) into {adapter.parent}")
+        sample = work / "sample"
+        if not (sample / "finetune.jsonl").exists():
+            _llmops(["sample-data", "--out", str(sample)], env, logs / "sample-data.log")
+        cmd = ["train", "--output-dir", str(adapter.parent), "--set", f"base_model={base}",
+               "--set", f"dataset={sample / 'finetune.jsonl'}"]
+        cmd += ["--config", train_config] if train_config else []
+        timings["train_s"] = round(_llmops(cmd, env, logs / "train.log"), 2)
     weak = _scaled_adapter(adapter, work / f"weak-adapter-{args.weak_scale:g}", args.weak_scale)
     figures["base"], figures["adapter"], figures["weak_adapter"] = str(base), str(adapter), str(weak)
 
