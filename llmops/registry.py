@@ -541,6 +541,7 @@ def register(
     name: str | None = None,
     lineage: Lineage | None = None,
     gate_report: str | None = None,
+    training_summary: dict[str, Any] | None = None,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Register the adapter of a training run as a model version with alias `challenger` (idempotent).
@@ -614,6 +615,13 @@ def register(
             client.set_tag(training_run_id, key, value)
         client.set_tag(training_run_id, "llmops.registered_model", f"models:/{name}/{mv.version}")
         _log_run_files(client, training_run_id, lineage.training_config, gate_report, Path(tmp))
+        # Everything known about where the model comes from, in one readable file beside the tags.
+        client.log_dict(
+            training_run_id,
+            {"lineage": tags, "chunking": lineage.chunking, "registered_model": f"models:/{name}/{mv.version}",
+             "training_summary": training_summary or {}},
+            "lineage/lineage.json",
+        )
         client.set_registered_model_alias(name, CHALLENGER, mv.version)
 
     mv = client.get_model_version(name, mv.version)

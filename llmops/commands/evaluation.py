@@ -226,6 +226,7 @@ def _register(args: argparse.Namespace) -> int:
         name=args.name,
         lineage=lineage,
         gate_report=args.gate_report,
+        training_summary=ts,
         settings=s,
     )
     write_summary(args.summary_json, summary)

@@ -72,6 +72,9 @@ def test_register_promote_resolve_and_load_back(tiny_base, tiny_adapter, tmp_pat
     assert mv.tags["llmops.training_run_id"] == run1
     artifacts = {f.path for f in client.list_artifacts(run1, "gate")} | {f.path for f in client.list_artifacts(run1, "config")}
     assert artifacts == {"gate/gate1.json", "gate/gate1.md", "config/train.yaml"}
+    lineage = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/lineage/lineage.json")
+    assert lineage["training_summary"]["dataset_hash"] == "h1"
+    assert lineage["lineage"]["llmops.corpus_snapshot_id"] == "snap-42"
     # No base weights copied into the registry: only the adapter's files.
     adapter_files = {p.name for p in Path(registry.resolve(f"models:/{name}/1", settings=mlflow_settings).adapter_path).iterdir()}
     assert "adapter_config.json" in adapter_files and "model.safetensors" not in adapter_files
