@@ -185,10 +185,10 @@ def test_missing_evaluation_and_bad_policy_are_errors(evaluation, policy_file, t
     assert "reports no value for f1,none" in capsys.readouterr().err
 
 
-def test_example_policy_is_valid():
-    from llmops.settings import PROJECT_ROOT
-
-    policy = load_policy(str(PROJECT_ROOT / "examples" / "local" / "gate.yaml"))
+def test_example_policy_is_valid(tmp_path, monkeypatch):
+    # Relative to the checkout, whatever the working directory (a local step runs in the worker's).
+    monkeypatch.chdir(tmp_path)
+    policy = load_policy("examples/local/gate.yaml")
     assert policy.allow_equal is False
     assert {(r.task, r.metric) for r in policy.metrics} >= {("larkspur_mc", "acc"), ("larkspur_qa", "rougeL")}
 
