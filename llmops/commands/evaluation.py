@@ -97,10 +97,26 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     b.add_argument("--adapter", help="use this fine-tuned adapter instead of training one")
     b.add_argument("--train-config", help="training config (default: examples/local/train.yaml when present, else the built-in defaults)")
     b.add_argument("--policy", help="gate policy (default: examples/local/gate.yaml)")
-    b.add_argument("--weak-scale", type=float, default=0.3, help="LoRA scale of the weak candidate (default 0.3)")
-    b.add_argument("--small-limit", type=int, default=12, help="samples per task of the 'too few samples' case")
+    b.add_argument(
+        "--small-gain-scales",
+        type=_two_floats,
+        default=(0.2, 0.3),
+        metavar="LOW,HIGH",
+        help="LoRA scales of the champion and the candidate of the small-gain case (default 0.2,0.3)",
+    )
+    b.add_argument("--small-limit", type=int, default=20, help="samples per task of the 'too few samples' case")
     b.add_argument("--json", action="store_true", help="print the figures as JSON")
     b.set_defaults(handler=_bench)
+
+
+def _two_floats(value: str) -> tuple[float, float]:
+    try:
+        low, high = (float(x) for x in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not LOW,HIGH (two numbers)") from None
+    if not 0 <= low < high:
+        raise argparse.ArgumentTypeError(f"{value!r}: need 0 <= LOW < HIGH")
+    return low, high
 
 
 def _tags(pairs: list[str], dag_id: str | None, run_id: str | None) -> dict[str, str]:

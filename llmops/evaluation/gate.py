@@ -424,7 +424,8 @@ def _verdict(d: MetricDecision, rule: MetricRule, has_champion: bool) -> None:
         notes.append(f"significantly lower but within the allowed regression {rule.max_regression:g}")
     else:
         d.verdict = "not significant"
-        notes.append(f"not significant: {_p_text(d.p_value_holm)} >= {alpha:g} after Holm, n={d.n}")
+        before = f" ({_p_text(d.p_value)} before)" if d.p_value is not None and d.p_value < alpha else ""
+        notes.append(f"not significant: {_p_text(d.p_value_holm)} >= {alpha:g} after Holm{before}, n={d.n}")
     d.reason = "; ".join(notes)
 
 

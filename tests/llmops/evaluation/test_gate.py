@@ -104,6 +104,7 @@ def test_holm_correction_turns_three_marginal_gains_into_no_gain(evaluation, pol
         assert m["p_value"] == pytest.approx(2 * 11 / 1024)
         assert m["p_value_holm"] == pytest.approx(3 * 2 * 11 / 1024)
         assert m["verdict"] == "not significant"
+        assert "after Holm (p=0.0215 before)" in m["reason"]
     one = policy_file("metrics:\n  - {task: qa, metric: m1}\n")
     assert gate(c, b, one, str(tmp_path / "one.json")) == 0
 
