@@ -297,7 +297,8 @@ def _resolve_registry(
         adapter_path = str(storage.local_path(adapter_uri))
     elif download:
         dest = _cache_root(cache_dir) / "registry" / name / str(mv.version)
-        adapter_path = str(_download_artifact(adapter_uri, dest))
+        with tracking(settings):  # for mlflow-artifacts:/ URIs (a tracking server that proxies artifacts)
+            adapter_path = str(_download_artifact(adapter_uri, dest))
     base = mv.tags.get(TAG_BASE_MODEL)
     if not base and adapter_path:
         base = _adapter_base(Path(adapter_path))
@@ -514,7 +515,8 @@ def _log_adapter_model(
         logged = client.get_logged_model(info.model_id)
     from mlflow.models import get_model_info
 
-    flavor = get_model_info(logged.model_uri).flavors["python_function"]
+    with tracking(settings):  # models:/<model_id> resolves through the fluent tracking URI
+        flavor = get_model_info(logged.model_uri).flavors["python_function"]
     rel = flavor["artifacts"]["adapter"]["path"]
     return logged, f"{logged.artifact_location.rstrip('/')}/{rel}"
 
@@ -572,7 +574,9 @@ def register(
 
         report = read_report(gate_report)
 
-    with tempfile.TemporaryDirectory(prefix="llmops-register-") as tmp:
+    # MLflow's SQL registry resolves `models:/<model_id>` sources through the global tracking URI
+    # (a TODO in mlflow/store/model_registry/sqlalchemy_store.py): set it for the whole registration.
+    with tracking(s), tempfile.TemporaryDirectory(prefix="llmops-register-") as tmp:
         adapter_dir = _local_adapter(adapter, Path(tmp))
         base = base_model or _adapter_base(adapter_dir)
         if storage.scheme(base) in ("", "file") and Path(storage.local_path(base)).exists():

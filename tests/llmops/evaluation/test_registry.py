@@ -43,12 +43,17 @@ def test_register_promote_resolve_and_load_back(tiny_base, tiny_adapter, tmp_pat
     summary1 = {"mlflow_run_id": run1, "adapter_dir": str(tiny_adapter), "base_model": str(tiny_base),
                 "dataset": "finetune.jsonl", "dataset_hash": "h1"}
     passed = gate_report(tmp_path, "gate1", True)
+    # The registry must use the settings' tracking URI, never whatever the process set globally.
+    elsewhere = tmp_path / "elsewhere.db"
+    mlflow.set_tracking_uri(f"sqlite:///{elsewhere}")
     args = ["register", "--name", name, "--training-summary", json.dumps(summary1), "--manifest", str(manifest),
             "--training-config", str(config), "--gate-report", passed, "--dag-id", "llmops_finetune",
             "--airflow-run-id", "manual__1", "--summary-json", str(tmp_path / "reg.json")]
     assert main(args) == 0
     reg = json.loads((tmp_path / "reg.json").read_text())
     assert reg["version"] == "1" and reg["created"] is True and reg["aliases"] == ["challenger"]
+
+    assert mlflow.get_tracking_uri() == f"sqlite:///{elsewhere}" and not elsewhere.exists()
 
     # A retried task registers nothing new.
     assert main(args) == 0
