@@ -80,3 +80,12 @@ class NotEnoughData(LlmopsError):
     """Too few samples to give a drift verdict (exit code 4)."""
 
     exit_code = 4
+
+
+class DocumentRejected(InputDataError):
+    """One document cannot be indexed (empty, binary, undecodable, corrupt, oversized...): it is
+    quarantined with this reason and the job goes on."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
