@@ -86,15 +86,23 @@ def chunk_id(text: str, config: ChunkingConfig) -> str:
 
 @functools.lru_cache(maxsize=4)
 def load_tokenizer(model_name: str):
-    """The embedding model's fast tokenizer backend with truncation and padding off (loaded once per process).
+    """The embedding model's fast tokenizer with truncation and padding off (loaded once per process).
 
     The model's `tokenizer.json` truncates to 128 tokens and pads: fine for encoding, wrong for counting.
+    A local model's `tokenizer.json` is loaded with `tokenizers` alone, which skips importing
+    transformers (seconds per Spark worker); other models go through transformers' AutoTokenizer.
     """
+    from pathlib import Path
+
     from tokenizers import Tokenizer
 
-    from llmops.embedding import tokenizer
+    from llmops.embedding import resolve_model_path, tokenizer
 
-    backend = Tokenizer.from_str(tokenizer(model_name).backend_tokenizer.to_str())
+    path = Path(resolve_model_path(model_name)) / "tokenizer.json"
+    if path.is_file():
+        backend = Tokenizer.from_file(str(path))
+    else:
+        backend = Tokenizer.from_str(tokenizer(model_name).backend_tokenizer.to_str())
     backend.no_truncation()
     backend.no_padding()
     return backend

@@ -199,15 +199,17 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
                 plan.to_read.append(ToRead(by_uri[uri], old_hash=entry.get("hash"), force=True))
                 del plan.unchanged[uri]
 
+    t = time.monotonic()
     spark, created = spark_session(cfg.master)
+    timings = {"plan_s": round(t - started, 3), "spark_start_s": round(time.monotonic() - t, 3)}
     try:
-        return _run_spark(spark, cfg, plan, previous, stored, in_sync, store_uri, started)
+        return _run_spark(spark, cfg, plan, previous, stored, in_sync, store_uri, started, timings)
     finally:
         if created:
             spark.stop()
 
 
-def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, started) -> dict[str, Any]:
+def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, started, timings) -> dict[str, Any]:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -227,7 +229,9 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
             functools.partial(stages.read_and_chunk, chunking=cfg.chunking, max_bytes=max_bytes),
             stages.STAGE_A_SCHEMA,
         ).persist(StorageLevel.MEMORY_AND_DISK)
+        t = time.monotonic()
         docs_rows = stage_a.filter(F.col("kind") != stages.CHUNK).drop("text").collect()
+        timings["read_chunk_s"] = round(time.monotonic() - t, 3)
 
     # Where every listed document stands now.
     indexed: dict[str, dict] = {}  # source -> manifest entry (hash, version, size, chunks, duplicates)
@@ -292,6 +296,7 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
         partitions = max(parallelism, math.ceil(total_rows / cfg.rows_per_partition))
         log.info("stage B: %d candidate rows in %d partitions, %d torch threads per task",
                  total_rows, partitions, threads)
+        t = time.monotonic()
         stats_rows = (
             rows_df.repartition(partitions, "chunk_id")
             .mapInPandas(
@@ -303,6 +308,7 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
             )
             .collect()
         )
+        timings["embed_write_s"] = round(time.monotonic() - t, 3)
     if stage_a is not None:
         stage_a.unpersist()
 
@@ -340,8 +346,10 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
     }
     snap.write_json(storage.join(snap_uri, snap.SNAPSHOT_META), snapshot_meta)
 
+    t = time.monotonic()
     written = _sync_vector_store(store_uri, cfg.collection, dim, upserts, delete_ids,
                                  drop_first=stored is not None and previous is None and _same_store(stored, cfg))
+    timings["vector_store_s"] = round(time.monotonic() - t, 3)
     quarantine_list = _write_quarantine(cfg.output_uri, quarantined)
     manifest = {
         **snapshot_meta,
@@ -384,6 +392,7 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
         "full_rebuild": full_rebuild,
         "torch_threads_per_task": threads,
         "spark_parallelism": parallelism,
+        "timings": timings,
         "duration_s": round(time.monotonic() - started, 3),
     }
     log.info("snapshot %s: %d chunks (%d written, %d embedded, %d reused, %d deleted)",

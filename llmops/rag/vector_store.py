@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from llmops import storage
 from llmops.exceptions import ConfigError, VectorStoreError
 
@@ -223,7 +225,7 @@ def _clip_utf8(text: str, limit: int) -> str:
 def _milvus_row(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "chunk_id": str(row["chunk_id"]),
-        "embedding": [float(x) for x in row["embedding"]],
+        "embedding": np.asarray(row["embedding"], dtype=np.float32),
         "source": _clip_utf8(str(row["source"]), MAX_SOURCE),
         "doc_hash": str(row["doc_hash"]),
         "heading_path": _clip_utf8(str(row.get("heading_path") or ""), MAX_SOURCE),
