@@ -179,6 +179,16 @@ class Settings(BaseModel):
     spark_driver_memory: str = "2g"
     """Memory of the Spark driver (Spark units)."""
 
+    # --- RAG preprocessing ---------------------------------------------------------------------------
+    aws_conn_id: str = "aws_default"
+    """Airflow connection the S3 landing sensor uses (`S3KeySensor`) when the landing URI is `s3://`."""
+
+    landing_poke_interval_s: int = Field(default=60, ge=5)
+    """How often the landing sensor looks for documents."""
+
+    landing_timeout_s: int = Field(default=240, ge=10)
+    """How long one sensor run waits for documents before it is skipped (keep it below the schedule)."""
+
     # --- retraining --------------------------------------------------------------------------------
     retrain_cooldown_hours: float = Field(default=24.0, ge=0)
     """At most one drift-triggered retrain per this many hours; later drift events are recorded and skipped."""

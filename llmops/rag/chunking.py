@@ -69,10 +69,8 @@ class Chunk:
     token_start: int
     token_end: int
     index: int
-
-    @property
-    def n_tokens(self) -> int:
-        return self.token_end - self.token_start
+    n_tokens: int
+    """Tokens of the chunk text on its own (what the embedding model sees), special tokens excluded."""
 
 
 HEADING_SEPARATOR = " > "
@@ -180,11 +178,15 @@ def chunk_document(doc: Extracted, config: ChunkingConfig) -> list[Chunk]:
                 # One "word" longer than the window (a long URL, base64): cut inside it.
                 end = limit
         text = doc.text[offsets[start][0]:offsets[end - 1][1]]
+        n_tokens = end - start
         if strength[start] == INSIDE_WORD or strength[end] == INSIDE_WORD:
-            # Re-tokenizing a chunk that starts or ends mid-word may give more tokens; shrink until it fits.
-            while end - start > 1 and count_tokens(text, config.tokenizer) > size:
+            # A chunk that starts or ends mid-word tokenizes differently on its own: count it again, and
+            # shrink it until it fits.
+            n_tokens = count_tokens(text, config.tokenizer)
+            while end - start > 1 and n_tokens > size:
                 end -= 1
                 text = doc.text[offsets[start][0]:offsets[end - 1][1]]
+                n_tokens = count_tokens(text, config.tokenizer)
         chunks.append(
             Chunk(
                 chunk_id=chunk_id(text, config),
@@ -195,6 +197,7 @@ def chunk_document(doc: Extracted, config: ChunkingConfig) -> list[Chunk]:
                 token_start=start,
                 token_end=end,
                 index=len(chunks),
+                n_tokens=n_tokens,
             )
         )
         if end >= n:

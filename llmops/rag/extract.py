@@ -562,6 +562,8 @@ def extract_pdf(data: bytes) -> Extracted:
         except Exception:  # broken info dictionary: no title, still text
             meta_title = None
         pages = []
+        if len(reader.pages) == 0:
+            raise DocumentRejected("corrupt PDF: it has no pages")
         for number, page in enumerate(reader.pages, start=1):
             try:
                 pages.append(page.extract_text() or "")
@@ -576,8 +578,9 @@ def extract_pdf(data: bytes) -> Extracted:
         if not page_text.strip():
             continue
         b.soft_break(f"page {number}")
+        # PDF line breaks are layout, not structure (some PDFs put every word on its own line).
         for block in re.split(r"\n\s*\n", page_text):
-            b.paragraph(block)
+            b.paragraph(block, keep_lines=False)
     doc = b.build()
     if not doc.text:
         raise DocumentRejected(f"no extractable text in {len(pages)} PDF page(s) (scanned images need OCR)")
