@@ -62,6 +62,8 @@ class SparkApplicationOperator(SparkKubernetesOperator):
         defaults.update(kwargs)
         super().__init__(template_spec=spec, **defaults)
         self.settings = settings
+        # The parent defaults to no XCom; this operator's return value (the summary) is its XCom.
+        self.do_xcom_push = summary
 
     def execute(self, context: Any) -> Any:
         from llmops.k8s.validate import require_valid
