@@ -123,8 +123,16 @@ def check_inputs(cfg: PreprocessConfig) -> list:
     storage.check_uri(cfg.input_uri, "--input")
     storage.check_uri(cfg.output_uri, "--output")
     check_vector_store_uri(cfg.vector_store)
-    from llmops.embedding import max_seq_length
+    from pathlib import Path
 
+    from llmops.embedding import max_seq_length, resolve_model_path
+
+    model_path = resolve_model_path(cfg.embedding_model)
+    if model_path.startswith(("/", "./", "../", "~")) and not Path(model_path).expanduser().is_dir():
+        raise ConfigError(
+            f"--embedding-model {cfg.embedding_model!r}: folder {model_path} does not exist; give a "
+            "sentence-transformers folder, a hub id, or all-MiniLM-L6-v2"
+        )
     limit = max_seq_length(cfg.embedding_model) - 2
     if cfg.chunk_size > limit:
         raise ConfigError(
@@ -174,6 +182,10 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
     stored = snap.read_manifest_or_none(cfg.output_uri)
     compatible = _compatible(stored, cfg)
     previous = stored if compatible else None
+    if previous is not None and previous.get("chunks_total", 0) and not snap.snapshot_parts(previous["snapshot_uri"]):
+        log.warning("snapshot %s of the manifest has no Parquet parts (deleted?): rebuilding everything",
+                    previous["snapshot_id"])
+        previous = None
     plan = make_plan(files, previous, cfg.max_document_mb)
     in_sync = False
     if previous is not None and _same_store(previous, cfg):
@@ -204,6 +216,10 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
     timings = {"plan_s": round(t - started, 3), "spark_start_s": round(time.monotonic() - t, 3)}
     try:
         return _run_spark(spark, cfg, plan, previous, stored, in_sync, store_uri, started, timings)
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] in ("pyspark", "py4j"):
+            raise PreprocessError(f"the Spark job failed: {_spark_failure(exc)}") from exc
+        raise
     finally:
         if created:
             spark.stop()
@@ -303,6 +319,8 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
                 functools.partial(
                     stages.finalize_partition, snap_uri=snap_uri, model_name=cfg.embedding_model,
                     batch_size=cfg.embedding_batch_size, threads=threads, upsert_all=upsert_all,
+                    lineage={"snapshot_id": snap_id, "embedding_model": cfg.embedding_model,
+                             "chunking": cfg.chunking.as_dict()},
                 ),
                 stages.STATS_SCHEMA,
             )
@@ -398,6 +416,16 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
     log.info("snapshot %s: %d chunks (%d written, %d embedded, %d reused, %d deleted)",
              snap_id, chunks_total, written, embedded, reused, len(delete_ids))
     return summary
+
+
+def _spark_failure(exc: BaseException) -> str:
+    """The useful line of a Spark failure: the Python exception raised in a worker, when there is one."""
+    text = str(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error:" in line or "Exception:" in line or "Rejected:" in line:
+            return line[:2000]
+    return (lines[-1] if lines else type(exc).__name__)[:2000]
 
 
 def _no_op(cfg, plan: Plan, previous: dict, plan_docs: dict, in_sync: bool, store_uri: str, started: float,

@@ -93,12 +93,19 @@ def part_uri(snap_uri: str, part: int) -> str:
     return storage.join(snap_uri, f"part-{part:05d}.parquet")
 
 
-def write_part(uri: str, frame: pd.DataFrame) -> int:
-    """Write one Parquet part (atomically on local disks) and return its row count."""
+def write_part(uri: str, frame: pd.DataFrame, lineage: dict[str, Any] | None = None) -> int:
+    """Write one Parquet part (atomically on local disks) and return its row count.
+
+    `lineage` (snapshot id, model, chunking) goes into the file's metadata: every part describes itself.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = arrow_schema()
+    if lineage:
+        schema = schema.with_metadata(
+            {**schema.metadata, **{f"llmops.{k}".encode(): json.dumps(v).encode() for k, v in lineage.items()}}
+        )
     table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")

@@ -145,6 +145,7 @@ def finalize_partition(
     batch_size: int,
     threads: int,
     upsert_all: bool,
+    lineage: dict[str, Any] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """mapInPandas over one hash partition of chunk ids (all copies of an id meet here): see module doc."""
     import numpy as np
@@ -199,7 +200,7 @@ def finalize_partition(
     file = ""
     if len(kept):
         file = part_uri(snap_uri, part)
-        write_part(file, kept.sort_values(["source", "chunk_index"], kind="stable"))
+        write_part(file, kept.sort_values(["source", "chunk_index"], kind="stable"), lineage)
     stats = [
         {"part": part, "file": file, "source": src, "chunks": int(r.chunks), "duplicates": int(r.duplicates),
          "embedded": 0, "reused": 0, "dim": dim, "upsert_ids": [], "delete_ids": []}
