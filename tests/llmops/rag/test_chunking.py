@@ -33,6 +33,7 @@ def test_chunks_cover_everything_within_the_limit_with_the_configured_overlap(do
     tok = load_tokenizer(MODEL)
     for doc in documents:
         enc = tok.encode(doc.text, add_special_tokens=False)
+        n_tokens, offsets, word_ids = len(enc.ids), enc.offsets, enc.word_ids  # (each access copies)
         chunks = chunk_document(doc, cfg)
         assert chunks, "every document with text gives chunks"
         covered = set()
@@ -41,9 +42,9 @@ def test_chunks_cover_everything_within_the_limit_with_the_configured_overlap(do
             # Re-tokenizing the chunk text alone gives the same count, never above the limit.
             assert count_tokens(c.text, MODEL) == c.n_tokens <= size
             covered.update(range(c.token_start, c.token_end))
-        assert covered == set(range(len(enc.ids))), "every token is in some chunk"
+        assert covered == set(range(n_tokens)), "every token is in some chunk"
         heading_starts = {
-            i for i, (s, _) in enumerate(enc.offsets)
+            i for i, (s, _) in enumerate(offsets)
             if any(sec.start == s and sec.heading for sec in doc.sections[1:])
         }
         for a, b in itertools.pairwise(chunks):
@@ -54,8 +55,8 @@ def test_chunks_cover_everything_within_the_limit_with_the_configured_overlap(do
             # token (end - overlap) when that token is inside a word.
             first = a.token_end - overlap
             word_start = first
-            while word_start > 0 and enc.word_ids[word_start - 1] == enc.word_ids[first] and \
-                    enc.offsets[word_start - 1][1] == enc.offsets[word_start][0]:
+            while word_start > 0 and word_ids[word_start - 1] == word_ids[first] and \
+                    offsets[word_start - 1][1] == offsets[word_start][0]:
                 word_start -= 1
             # (Never back to the previous chunk's start: progress wins over word boundaries.)
             assert b.token_start in (first, max(word_start, a.token_start + 1)), (a.token_end - b.token_start, overlap)
