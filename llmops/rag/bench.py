@@ -37,7 +37,8 @@ def bench_rag(cfg: PreprocessConfig, ceiling_batch_size: int = 32) -> dict[str, 
     from llmops.embedding import resolve_model_path
 
     model = SentenceTransformer(resolve_model_path(cfg.embedding_model), device="cpu")
-    model.encode(texts[:ceiling_batch_size], batch_size=ceiling_batch_size, normalize_embeddings=True)
+    model.encode(texts[:ceiling_batch_size], batch_size=ceiling_batch_size, normalize_embeddings=True,
+                 show_progress_bar=False)
     started = time.perf_counter()
     model.encode(texts, batch_size=ceiling_batch_size, normalize_embeddings=True, show_progress_bar=False)
     ceiling_s = time.perf_counter() - started
@@ -50,7 +51,7 @@ def bench_rag(cfg: PreprocessConfig, ceiling_batch_size: int = 32) -> dict[str, 
         "limit": cfg.limit,
         "documents": summary["documents_seen"],
         "documents_indexed": summary["documents_indexed"],
-        "documents_quarantined": len(summary["documents_quarantined"]),
+        "documents_quarantined": summary["documents_quarantined_count"],
         "chunks": chunks,
         "chunk_size": cfg.chunk_size,
         "chunk_overlap": cfg.chunk_overlap,

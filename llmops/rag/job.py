@@ -75,6 +75,7 @@ def spark_session(master: str | None = None):
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     return spark, True
 
 
@@ -401,6 +402,7 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
         "documents_unchanged": len(unchanged),
         "documents_deleted": len(deleted),
         "documents_quarantined": quarantine_list,
+        "documents_quarantined_count": len(quarantined),
         "chunks_total": chunks_total,
         "chunks_written": written,
         "chunks_embedded": embedded,
@@ -466,6 +468,7 @@ def _no_op(cfg, plan: Plan, previous: dict, plan_docs: dict, in_sync: bool, stor
         "documents_unchanged": len(documents),
         "documents_deleted": 0,
         "documents_quarantined": quarantine_list,
+        "documents_quarantined_count": len(quarantined),
         "chunks_total": previous.get("chunks_total", 0),
         "chunks_written": written,
         "chunks_embedded": 0,
@@ -477,8 +480,15 @@ def _no_op(cfg, plan: Plan, previous: dict, plan_docs: dict, in_sync: bool, stor
     }
 
 
+SUMMARY_QUARANTINE_LIMIT = 1000
+"""The summary (an XCom) lists at most this many quarantined documents; quarantine.json has them all."""
+
+
 def _write_quarantine(output_uri: str, quarantined: dict[str, dict]) -> list[dict]:
-    """`quarantine.json`: a list of {path, reason, size[, hash]} for every document left out."""
+    """`quarantine.json`: a list of {path, reason, size[, hash]} for every document left out.
+
+    Returns the summary's list: {path, reason}, at most `SUMMARY_QUARANTINE_LIMIT` of them.
+    """
     rows = []
     for uri in sorted(quarantined):
         q = quarantined[uri]
@@ -487,7 +497,7 @@ def _write_quarantine(output_uri: str, quarantined: dict[str, dict]) -> list[dic
             row["hash"] = q["hash"]
         rows.append(row)
     snap.write_json(storage.join(output_uri, snap.QUARANTINE), rows)
-    return [{"path": r["path"], "reason": r["reason"]} for r in rows]
+    return [{"path": r["path"], "reason": r["reason"]} for r in rows[:SUMMARY_QUARANTINE_LIMIT]]
 
 
 def _sync_vector_store(uri: str, collection: str, dim: int, upserts: dict[str, list[str] | None],
