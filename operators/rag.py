@@ -108,10 +108,8 @@ class LandingChangesOperator(BaseOperator):
         }
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
-        return {**extra, **{k: changes[k][:LIST_LIMIT] for k in ("new", "changed", "deleted")} | {
-            "new_count": len(changes["new"]), "changed_count": len(changes["changed"]),
-            "deleted_count": len(changes["deleted"]),
-        }}
+        # The XCom lists (capped) which documents; the counts stay in `extra`.
+        return {**extra, "uris": {k: changes[k][:LIST_LIMIT] for k in ("new", "changed", "deleted")}}
 
 
 class CorpusEventOperator(BaseOperator):

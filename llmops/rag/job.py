@@ -44,7 +44,6 @@ LOCAL_SPARK_CONF = {
 SPARK_CONF = {
     "spark.python.worker.reuse": "true",
     "spark.sql.execution.arrow.maxRecordsPerBatch": "20000",
-    "spark.sql.execution.pythonUDF.arrow.enabled": "true",
 }
 
 

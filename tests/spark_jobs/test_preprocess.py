@@ -48,6 +48,9 @@ def milvus_ids(output: Path) -> set[str]:
 def first(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("rag")
     corpus = write_corpus(root / "corpus", bad_mb=MAX_MB)
+    # An exact copy under another path: all its chunks are duplicates of the original's (which sorts first).
+    (corpus / "zz-copy").mkdir()
+    (corpus / "zz-copy" / "glossary.txt").write_bytes((corpus / "glossary.txt").read_bytes())
     out = root / "out"
     summary = run_preprocess(config(str(corpus), str(out)))
     return corpus, out, summary
@@ -55,7 +58,7 @@ def first(spark, tmp_path_factory):
 
 def test_first_run_indexes_good_documents_and_quarantines_bad_ones(first):
     corpus, out, summary = first
-    good = 28 + 3
+    good = 28 + 3 + 1
     assert summary["documents_seen"] == good + len(BAD_REASONS)
     assert summary["documents_indexed"] == good and summary["documents_new"] == good
     reasons = {Path(q["path"]).relative_to(corpus).as_posix(): q["reason"] for q in summary["documents_quarantined"]}
@@ -79,6 +82,10 @@ def test_first_run_indexes_good_documents_and_quarantines_bad_ones(first):
     assert len(frame) == summary["chunks_total"] == summary["chunks_written"] == sum(
         d["chunks"] for d in manifest["documents"].values())
     assert frame["chunk_id"].is_unique and frame["text"].is_unique, "exact duplicates are removed"
+    copy = manifest["documents"][str(corpus / "zz-copy" / "glossary.txt")]
+    original = manifest["documents"][str(corpus / "glossary.txt")]
+    assert copy["chunks"] == 0 and copy["duplicates"] == original["chunks"] > 1
+    assert summary["duplicates_removed"] == copy["duplicates"]
     vectors = np.stack(frame["embedding"].to_numpy())
     assert vectors.shape == (len(frame), 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
@@ -104,7 +111,7 @@ def test_rerun_is_a_noop_and_edits_replace_only_their_chunks(first):
     assert len(list((out / "snapshots").iterdir())) == 1
 
     before = read_snapshot(str(out))
-    old_glossary = set(before.loc[before["source"].str.endswith("glossary.txt"), "chunk_id"])
+    old_glossary = set(before.loc[before["source"] == str(corpus / "glossary.txt"), "chunk_id"])
     old_relay = set(before.loc[before["source"].str.endswith("components/relay.md"), "chunk_id"])
     # A touched but identical file is still unchanged (content hash).
     (corpus / "faq.html").write_bytes((corpus / "faq.html").read_bytes())
@@ -119,17 +126,21 @@ def test_rerun_is_a_noop_and_edits_replace_only_their_chunks(first):
     assert third["documents_new"] == 1 and third["documents_changed"] == 1 and third["documents_deleted"] == 1
     assert third["documents_unchanged"] == summary1["documents_indexed"] - 2
     after = read_snapshot(str(out))
-    new_glossary = set(after.loc[after["source"].str.endswith("glossary.txt"), "chunk_id"])
+    new_glossary = set(after.loc[after["source"] == str(glossary), "chunk_id"])
     assert new_glossary and new_glossary != old_glossary
     assert not after["source"].str.endswith("components/relay.md").any()
-    # Only the changed and new documents' chunks were embedded; the others were carried over.
-    assert third["chunks_embedded"] <= len(new_glossary - old_glossary) + 1
-    assert third["chunks_written"] == len(new_glossary) + 1
+    # The copy of the old glossary: the chunks the changed original no longer has are now the copy's.
+    copy_rows = after[after["source"] == str(corpus / "zz-copy" / "glossary.txt")]
+    assert set(copy_rows["chunk_id"]) == old_glossary - new_glossary
+    # Only text never seen before was embedded (the copy's chunks reuse the old embeddings).
+    assert third["chunks_embedded"] == len(new_glossary - old_glossary) + 1
+    assert third["chunks_reused"] >= len(copy_rows)
+    assert third["chunks_written"] == len(new_glossary) + 1 + len(copy_rows)
     ids = milvus_ids(out)
     assert ids == set(after["chunk_id"])
-    assert not (old_relay | (old_glossary - new_glossary)) & ids
+    assert not old_relay & ids
     # Carried-over rows are identical, embeddings included.
-    keep = before[~before["source"].str.endswith(("glossary.txt", "components/relay.md"))].set_index("chunk_id")
+    keep = before[~before["source"].str.endswith(("/glossary.txt", "components/relay.md"))].set_index("chunk_id")
     again = after.set_index("chunk_id").loc[keep.index]
     assert (again["text"] == keep["text"]).all()
     assert np.array_equal(np.stack(again["embedding"].to_numpy()), np.stack(keep["embedding"].to_numpy()))
