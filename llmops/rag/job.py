@@ -333,7 +333,7 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
     # Per-document chunk counts after duplicate removal, and what the vector store needs.
     for entry in documents.values():
         entry["chunks"], entry["duplicates"] = 0, 0
-    upserts: dict[str, list[str]] = {}
+    upserts: dict[str, list[str] | None] = {}
     delete_ids: list[str] = []
     embedded = reused = dim = 0
     for s in stats_rows:
@@ -344,8 +344,10 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
         embedded += s.embedded
         reused += s.reused
         dim = dim or s.dim
-        delete_ids.extend(s.delete_ids)
-        if s.upsert_ids:
+        delete_ids.extend(s.delete_ids or [])
+        if s.file and s.upsert_ids is None:
+            upserts[s.file] = None  # all rows of the part
+        elif s.file and s.upsert_ids:
             upserts[s.file] = list(s.upsert_ids)
     chunks_total = sum(e["chunks"] for e in documents.values())
     if not dim:

@@ -184,8 +184,9 @@ def finalize_partition(
         kept.loc[missing, "embedding"] = pd.Series(list(vectors), index=kept.index[missing], dtype=object)
     dim = len(kept["embedding"].iloc[0]) if len(kept) else 0
 
+    upsert: list[str] | None
     if upsert_all:
-        upsert = kept["chunk_id"].tolist()
+        upsert = None  # every row of the part: no need to ship the ids to the driver
     else:
         new_rows = kept[kept["origin"] == "new"]
         known = new_rows["chunk_id"].isin(old_meta.index).to_numpy()

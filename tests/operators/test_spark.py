@@ -91,23 +91,3 @@ def test_kubernetes_operator_renders_params_and_returns_the_jobs_summary(tmp_pat
     assert op.execute(context) == {"snapshot_id": "abc", "snapshot_changed": True}
     assert submitted["xcom_push"] is False and op.do_xcom_push is True
     assert submitted["spec"]["spec"]["arguments"][5] == "120"
-
-
-def test_landing_sensor_per_location(tmp_path):
-    from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
-
-    from llmops_operators.rag import LandingFolderSensor, landing_sensor
-
-    s3 = landing_sensor(task_id="wait", settings=load_settings(environ={}, landing_uri="s3://docs/landing/",
-                                                             aws_conn_id="aws_docs"))
-    assert isinstance(s3, S3KeySensor)
-    assert s3.deferrable is True and s3.wildcard_match is True and s3.soft_fail is True
-    assert s3.bucket_key == "s3://docs/landing/*" and s3.aws_conn_id == "aws_docs"
-
-    folder = landing_sensor(task_id="wait", settings=load_settings(environ={}, landing_uri=str(tmp_path)))
-    assert isinstance(folder, LandingFolderSensor) and folder.mode == "reschedule"
-    assert folder.poke({}) is False
-    (tmp_path / ".DS_Store").write_bytes(b"x")
-    assert folder.poke({}) is False, "hidden files are not documents"
-    (tmp_path / "a.md").write_text("# A\n\ntext\n")
-    assert folder.poke({}) is True
