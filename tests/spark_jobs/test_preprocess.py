@@ -109,6 +109,11 @@ def test_rerun_is_a_noop_and_edits_replace_only_their_chunks(first):
     assert rerun["snapshot_id"] == summary1["snapshot_id"] and rerun["snapshot_changed"] is False
     assert rerun["chunks_written"] == 0 and rerun["documents_unchanged"] == summary1["documents_indexed"]
     assert len(list((out / "snapshots").iterdir())) == 1
+    # A lost index (dropped collection) is reloaded from the current snapshot, without Spark.
+    with VectorStore(str(out / "milvus.db"), "llmops_chunks") as vs:
+        vs.drop()
+    resync = run_preprocess(config(str(corpus), str(out)))
+    assert resync["snapshot_changed"] is False and resync["chunks_written"] == summary1["chunks_total"]
 
     before = read_snapshot(str(out))
     old_glossary = set(before.loc[before["source"] == str(corpus / "glossary.txt"), "chunk_id"])
