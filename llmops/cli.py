@@ -24,6 +24,7 @@ from llmops.exceptions import LlmopsError
 COMMAND_MODULES = [
     "llmops.commands.settings",
     "llmops.commands.sample_data",
+    "llmops.commands.drift",
 ]
 
 
