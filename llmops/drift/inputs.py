@@ -283,14 +283,44 @@ def _read_snapshot_side(uri: str, *, max_samples: int, seed: int) -> Side:
     )
 
 
-def side_embeddings(side: Side, model_name: str) -> np.ndarray:
-    """The side's embeddings under `model_name`: the stored ones when they come from that model."""
+def cached_embeddings(texts: list[str], model_name: str, cache_root: str | None) -> np.ndarray:
+    """Embeddings of `texts`, cached under `cache_root` (a folder or `s3://` prefix) by a hash of the model
+    name and the texts: the reference side of an hourly check rarely changes, so it is embedded once."""
+    import hashlib
+    import time
+
     import numpy as np
 
     from llmops.embedding import embed
+
+    if not cache_root:
+        return embed(texts, model_name)
+    digest = hashlib.sha256(model_name.encode())
+    for t in texts:
+        digest.update(b"\0" + t.encode())
+    uri = storage.join(cache_root, f"{digest.hexdigest()[:32]}.npy")
+    if storage.exists(uri):
+        return np.load(io.BytesIO(storage.read_bytes(uri)))
+    start = time.perf_counter()
+    vectors = embed(texts, model_name)
+    log.info("embedded %d texts in %.1f s; cached at %s", len(texts), time.perf_counter() - start, uri)
+    buf = io.BytesIO()
+    np.save(buf, vectors)
+    storage.write_bytes(uri, buf.getvalue())
+    return vectors
+
+
+def embedding_cache_root(data_root: str, model_name: str) -> str:
+    return storage.join(data_root, "cache", "embeddings", model_name.replace("/", "--"))
+
+
+def side_embeddings(side: Side, model_name: str, cache_root: str | None = None) -> np.ndarray:
+    """The side's embeddings under `model_name`: the stored ones when they come from that model, else
+    computed (through the cache when `cache_root` is given)."""
+    import numpy as np
 
     if not side.texts:
         return np.zeros((0, 0), dtype=np.float32)
     if side.embeddings is not None and side.embedding_model == model_name:
         return side.embeddings
-    return embed(side.texts, model_name)
+    return cached_embeddings(side.texts, model_name, cache_root)

@@ -147,7 +147,8 @@ def run_drift(cfg: DriftConfig, settings: Settings) -> dict[str, Any]:
         from llmops.drift.stats import two_sample_test
 
         t0 = time.perf_counter()
-        ref_emb = inputs.side_embeddings(ref, model)
+        # The reference rarely changes between hourly checks: cache its embeddings by content hash.
+        ref_emb = inputs.side_embeddings(ref, model, inputs.embedding_cache_root(settings.data_root, model))
         cur_emb = inputs.side_embeddings(cur, model)
         timings["embed_s"] = time.perf_counter() - t0
         result = two_sample_test(ref_emb, cur_emb, permutations=cfg.permutations, seed=cfg.seed)

@@ -1,0 +1,94 @@
+"""The drift DAG: parses cheaply, and `dag.test()` emits RETRAIN on drift and nothing otherwise."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, task_states
+
+pytestmark = pytest.mark.slow
+
+
+def _write_reference(sample_dir: Path, tmp_path: Path, rows: int = 160) -> Path:
+    # A slice of the fine-tuning set keeps the subprocess's embedding work small.
+    lines = (sample_dir / "finetune.jsonl").read_text().splitlines()[:rows]
+    out = tmp_path / "reference.jsonl"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def _traffic(tmp_path: Path, kind: str, n: int = 60) -> Path:
+    out = tmp_path / f"traffic-{kind}"
+    subprocess.run(
+        [sys.executable, "-m", "llmops", "sample-traffic", "--out", str(out), "--kind", kind,
+         "--n", str(n), "--seed", "3", "--end", "2026-11-23T12:00:00Z"],
+        check=True, capture_output=True,
+    )
+    return out
+
+
+def _retrain_events(run_id: str) -> list:
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(AssetEvent).where(AssetEvent.source_dag_id == "llmops_drift", AssetEvent.source_run_id == run_id)
+        ).all()
+        return [(e.asset.name, dict(e.extra or {})) for e in rows]
+
+
+def test_dag_file_is_cheap_to_parse():
+    code = (
+        "import sys, importlib.util;"
+        f"spec = importlib.util.spec_from_file_location('d', {str(REPO / 'dags' / 'llmops_drift.py')!r});"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m);"
+        "heavy = [k for k in ('numpy', 'torch', 'mlflow', 'sentence_transformers', 'pandas', 'sklearn') if k in sys.modules];"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_dag_shape(dagbag):
+    dag = dagbag.get_dag("llmops_drift")
+    assert dag is not None, dagbag.import_errors
+    assert set(dag.task_ids) == {"detect_drift", "emit_retrain"}
+    assert dag.max_active_runs == 1
+    emit = dag.get_task("emit_retrain")
+    assert [o.name for o in emit.outlets] == ["llmops_retrain"]
+    for name in ("traffic_uri", "reference_uri", "window_hours", "alpha", "min_samples"):
+        assert name in dag.params
+
+
+def test_drift_emits_retrain_and_no_drift_emits_nothing(run_dag, sample_dir, tmp_path):
+    reference = _write_reference(sample_dir, tmp_path)
+    conf = {
+        "reference_uri": str(reference),
+        "window_hours": 0,
+        "min_samples": 20,
+        "permutations": 199,
+        "log_mlflow": False,
+    }
+    dr = run_dag("llmops_drift", conf={**conf, "traffic_uri": str(_traffic(tmp_path, "out-of-domain"))})
+    states = task_states(dr)
+    assert states == {"detect_drift": "success", "emit_retrain": "success"}, states
+    events = _retrain_events(dr.run_id)
+    assert len(events) == 1
+    name, extra = events[0]
+    assert name == "llmops_retrain"
+    assert extra["p_value"] <= 0.05
+    assert set(extra) >= {"report_uri", "p_value_mmd", "p_value_classifier"}
+    report = json.loads(Path(extra["report_json_uri"]).read_text())
+    assert report["drift"] is True
+
+    dr = run_dag("llmops_drift", conf={**conf, "traffic_uri": str(_traffic(tmp_path, "in-domain"))})
+    states = task_states(dr)
+    assert states == {"detect_drift": "success", "emit_retrain": "skipped"}, states
+    assert _retrain_events(dr.run_id) == []
