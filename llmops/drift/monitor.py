@@ -171,6 +171,7 @@ def run_drift(cfg: DriftConfig, settings: Settings) -> dict[str, Any]:
         "combination": "Westfall-Young min-P of the MMD and classifier p-values over shared permutations",
         "mmd2": result.mmd2 if result else None,
         "auc": result.auc if result else None,
+        "partial_auc": result.partial_auc if result else None,
         "bandwidth": result.bandwidth if result else None,
         "alpha": cfg.alpha,
         "min_samples": cfg.min_samples,
@@ -229,7 +230,7 @@ def run_drift(cfg: DriftConfig, settings: Settings) -> dict[str, Any]:
 def summary_of(rep: dict[str, Any]) -> dict[str, Any]:
     """The step summary (XCom): the verdict and where to read more."""
     keys = (
-        "status", "drift", "p_value", "p_value_mmd", "p_value_classifier", "alpha", "auc", "mmd2",
+        "status", "drift", "p_value", "p_value_mmd", "p_value_classifier", "alpha", "auc", "partial_auc", "mmd2",
         "n_reference", "n_current", "report_uri", "report_dir", "report_json_uri", "mlflow_run_id",
         "created_at", "embedding_model",
     )

@@ -143,11 +143,13 @@ def history_plot(history: list[dict[str, Any]], alpha: float) -> str | None:
     ax.set_ylabel("p-value")
     ax.legend(loc="lower left", fontsize="small", ncol=3)
     ax.set_title("Score history of this reports folder")
-    pts = [(t, float(r["auc"])) for t, r in zip(times, rows, strict=True) if r.get("auc") is not None]
-    if pts:
-        ax2.plot([p[0] for p in pts], [p[1] for p in pts], "-o", markersize=4, color="#9467bd")
+    for key, label, color in (("partial_auc", "partial AUC", "#9467bd"), ("auc", "AUC", "#8c564b")):
+        pts = [(t, float(r[key])) for t, r in zip(times, rows, strict=True) if r.get(key) is not None]
+        if pts:
+            ax2.plot([p[0] for p in pts], [p[1] for p in pts], "-o", markersize=4, color=color, label=label)
     ax2.axhline(0.5, color="grey", linewidth=1)
-    ax2.set_ylabel("classifier AUC")
+    ax2.set_ylabel("classifier")
+    ax2.legend(loc="upper left", fontsize="small")
     fig.autofmt_xdate()
     return _png(fig)
 
@@ -182,7 +184,8 @@ def render_html(report: dict[str, Any], projection_png: str | None, history_png:
         ("classifier p-value", report.get("p_value_classifier")),
         ("alpha", report["alpha"]),
         ("MMD² (biased, RBF)", report.get("mmd2")),
-        ("classifier AUC (out-of-fold)", report.get("auc")),
+        ("classifier partial AUC, FPR ≤ 0.1 (test statistic)", report.get("partial_auc")),
+        ("classifier AUC (out-of-fold, descriptive)", report.get("auc")),
         ("kernel bandwidth", report.get("bandwidth")),
         ("permutations", report["permutations"]),
         ("seed", report["seed"]),
@@ -315,6 +318,7 @@ def finish_mlflow_run(client, run_id: str, report: dict[str, Any], local_dir: Pa
         "p_value_classifier": report.get("p_value_classifier"),
         "mmd2": report.get("mmd2"),
         "auc": report.get("auc"),
+        "partial_auc": report.get("partial_auc"),
         "n_reference": report["n_reference"],
         "n_current": report["n_current"],
         "drift": 1.0 if report["drift"] else 0.0,

@@ -112,3 +112,14 @@ def test_ledger_on_s3(s3_bucket):
     assert _decide(ledger, "r1", _drift(T0)).decision == "run"
     assert _decide(ledger, "r2", _drift(T0 + timedelta(hours=1))).decision == "skipped"
     assert [r.run_id for r in ledger.read()] == ["r1", "r2"]
+
+
+def test_triggers_command_shows_the_ledger(tmp_path, capsys):
+    from llmops.cli import main
+
+    ledger = TriggerLedger(str(tmp_path / "triggers.jsonl"))
+    _decide(ledger, "r1", _drift(T0))
+    _decide(ledger, "r2", _drift(T0 + timedelta(hours=1)))
+    assert main(["triggers", "--ledger", ledger.uri, "--last", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(r["run_id"], r["decision"]) for r in out["records"]] == [("r2", "skipped")]
