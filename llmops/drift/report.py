@@ -149,7 +149,8 @@ def history_plot(history: list[dict[str, Any]], alpha: float) -> str | None:
             ax2.plot([p[0] for p in pts], [p[1] for p in pts], "-o", markersize=4, color=color, label=label)
     ax2.axhline(0.5, color="grey", linewidth=1)
     ax2.set_ylabel("classifier")
-    ax2.legend(loc="upper left", fontsize="small")
+    if ax2.get_legend_handles_labels()[0]:
+        ax2.legend(loc="upper left", fontsize="small")
     fig.autofmt_xdate()
     return _png(fig)
 

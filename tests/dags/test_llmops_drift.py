@@ -14,14 +14,6 @@ from tests.conftest import REPO, task_states
 pytestmark = pytest.mark.slow
 
 
-def _write_reference(sample_dir: Path, tmp_path: Path, rows: int = 160) -> Path:
-    # A slice of the fine-tuning set keeps the subprocess's embedding work small.
-    lines = (sample_dir / "finetune.jsonl").read_text().splitlines()[:rows]
-    out = tmp_path / "reference.jsonl"
-    out.write_text("\n".join(lines) + "\n")
-    return out
-
-
 def _traffic(tmp_path: Path, kind: str, n: int = 60) -> Path:
     out = tmp_path / f"traffic-{kind}"
     subprocess.run(
@@ -68,7 +60,8 @@ def test_dag_shape(dagbag):
 
 
 def test_drift_emits_retrain_and_no_drift_emits_nothing(run_dag, sample_dir, tmp_path):
-    reference = _write_reference(sample_dir, tmp_path)
+    # The same reference as the CLI test: its embeddings are cached under the session's data root.
+    reference = sample_dir / "finetune.jsonl"
     conf = {
         "reference_uri": str(reference),
         "window_hours": 0,

@@ -42,6 +42,7 @@ def test_splits_are_disjoint_and_shift_replaces_a_share_of_current():
     assert not set(ref) & set(cur)
 
 
+@pytest.mark.slow
 def test_evidently_default_method_runs_on_embeddings():
     pytest.importorskip("evidently")
     rng = np.random.default_rng(1)
