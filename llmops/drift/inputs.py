@@ -152,7 +152,13 @@ def is_preprocessing_output(uri: str) -> bool:
 
 
 def read_manifest(output_uri: str) -> dict[str, Any]:
-    """The `manifest.json` of a preprocessing output folder."""
+    """The `manifest.json` of a preprocessing output folder (through `llmops.rag.snapshot` when present)."""
+    try:
+        from llmops.rag.snapshot import read_manifest as rag_read_manifest
+    except ImportError:
+        rag_read_manifest = None
+    if rag_read_manifest is not None:
+        return rag_read_manifest(output_uri)
     uri = storage.join(output_uri, MANIFEST)
     try:
         return json.loads(storage.read_text(uri))
@@ -166,7 +172,8 @@ def read_snapshot(output_uri: str, columns: list[str] | None = None) -> pd.DataF
     """The current snapshot's chunks of a preprocessing output as a DataFrame.
 
     Uses `llmops.rag.snapshot.read_snapshot` when the preprocessing package provides it, else reads the
-    documented layout (`manifest.json` -> `snapshot_uri`, a folder of Parquet files) directly."""
+    documented layout (`manifest.json` -> `snapshot_uri`, a folder of Parquet files) directly.
+    TODO(drift): drop the fallback once the preprocessing branch is merged into main."""
     try:
         from llmops.rag.snapshot import read_snapshot as rag_read_snapshot
     except ImportError:
@@ -278,7 +285,7 @@ def _read_snapshot_side(uri: str, *, max_samples: int, seed: int) -> Side:
         embedding_model=manifest.get("embedding_model"),
         snapshot_id=manifest.get("snapshot_id"),
         files=1,
-        records=int(manifest.get("chunks", len(df)) or len(df)),
+        records=int(manifest.get("chunks_total") or manifest.get("chunks") or len(df)),
         sampled_from=len(df),
     )
 

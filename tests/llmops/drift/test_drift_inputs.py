@@ -73,7 +73,8 @@ def test_preprocessing_output_snapshot_with_stored_embeddings(tmp_path):
         "embedding": [list(e) for e in emb],
     }).to_parquet(snap / "part-0.parquet")
     (out / "manifest.json").write_text(json.dumps(
-        {"snapshot_id": "s1", "snapshot_uri": str(snap), "embedding_model": "tiny-model", "chunks": 3}
+        {"schema_version": 1, "snapshot_id": "s1", "snapshot_uri": str(snap), "embedding_model": "tiny-model",
+         "chunks_total": 3}
     ))
     side = inputs.read_side(str(out))
     assert side.kind == "snapshot" and side.snapshot_id == "s1" and side.texts == ["one", "two", "three"]
