@@ -18,7 +18,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint java clean
+.PHONY: install demo test lint java clean airflow mlflow-ui
 
 install: $(STAMP)
 
@@ -50,6 +50,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The local Airflow (scheduler, dag-processor, triggerer, UI on http://127.0.0.1:8080), in the foreground.
+airflow: $(STAMP)
+	$(BIN)/python -m llmops.airflow_local
+
+# The MLflow UI over the local tracking database (http://127.0.0.1:5000).
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/.llmops/mlflow/mlflow.db" --host 127.0.0.1 --port 5000
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

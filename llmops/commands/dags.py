@@ -1,0 +1,24 @@
+"""`llmops bench parse`: what the DAG files cost to parse, against a trivial DAG file."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """No top-level command; only the benchmark below."""
+
+
+def register_bench(bench: argparse._SubParsersAction) -> None:
+    p = bench.add_parser("parse", help="parse time of each DAG file vs a trivial DAG file (fresh processes)")
+    p.add_argument("--repeats", type=int, default=5, help="runs per file (median kept)")
+    p.add_argument("--json", action="store_true", help="print JSON (the default output)")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from llmops.cli import print_json
+    from llmops.dag_parse import measure
+
+    print_json(measure(repeats=args.repeats))
+    return 0
