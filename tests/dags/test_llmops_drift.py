@@ -68,6 +68,7 @@ def test_drift_emits_retrain_and_no_drift_emits_nothing(run_dag, sample_dir, tmp
     assert set(extra) >= {"report_uri", "p_value_mmd", "p_value_classifier"}
     report = json.loads(Path(extra["report_json_uri"]).read_text())
     assert report["drift"] is True
+    assert report["until"], "the DAG passes the run's time as the window end"
 
     dr = run_dag("llmops_drift", conf={**conf, "traffic_uri": str(_traffic(tmp_path, "in-domain"))})
     states = task_states(dr)
