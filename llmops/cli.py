@@ -24,7 +24,10 @@ from llmops.exceptions import LlmopsError
 COMMAND_MODULES = [
     "llmops.commands.settings",
     "llmops.commands.sample_data",
+    "llmops.commands.deploy",
     "llmops.commands.dags",
+    "llmops.commands.training",
+    "llmops.commands.drift",
     "llmops.commands.rag",
 ]
 

@@ -193,6 +193,18 @@ class Settings(BaseModel):
     retrain_cooldown_hours: float = Field(default=24.0, ge=0)
     """At most one drift-triggered retrain per this many hours; later drift events are recorded and skipped."""
 
+    # --- drift monitoring --------------------------------------------------------------------------
+    drift_reference_uri: str | None = None
+    """Reference sample of the drift monitor: training-data files (`finetune.jsonl`, a folder of JSONL or
+    Parquet) or a preprocessing output folder. Default: `<data_root>/sample/finetune.jsonl`."""
+
+    drift_schedule: str = "@hourly"
+    """Schedule of the drift DAG (a cron expression or preset such as `@hourly`)."""
+
+    drift_reports_uri: str | None = None
+    """Folder of drift reports, one sub-folder per check (each HTML report plots the history of this
+    folder). Default: `<data_root>/drift/reports`."""
+
     # --------------------------------------------------------------------------------------------------
 
     @field_validator("namespace", "service_account")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,10 @@ def crd_dir() -> Path:
     env = os.environ.get("LLMOPS_CRD_DIR")
     if env:
         return Path(env)
+    # `../shared/crds` beside the checkout; a git worktree one level deeper finds it one folder up.
+    for parent in (PROJECT_ROOT.parent, PROJECT_ROOT.parent.parent):
+        if (parent / "shared" / "crds").is_dir():
+            return parent / "shared" / "crds"
     return PROJECT_ROOT.parent / "shared" / "crds"
 
 
@@ -77,25 +82,67 @@ _BUILTIN_K8S_IO_GROUPS = {
 }
 
 
-@functools.lru_cache(maxsize=1)
-def _crd_index(directory: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """(apiVersion, kind) -> JSON schema, for every served version of every CRD in the folder."""
-    index: dict[tuple[str, str], dict[str, Any]] = {}
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's loader when available: the largest CRDs (KServe's is 2 MB) take seconds in pure Python."""
+_CRD_HEAD = 16384
+_GROUP = re.compile(r"^  group: *['\"]?([^'\"\s]+)", re.MULTILINE)
+_KIND = re.compile(r"^  names:\s*\n(?:    .*\n)*?    kind: *['\"]?([A-Za-z0-9]+)", re.MULTILINE)
+
+
+@functools.lru_cache(maxsize=4)
+def _crd_files(directory: str) -> dict[tuple[str, str], list[Path]]:
+    """(group, kind) -> CRD files, from the head of each file only (cheap); unmatched files are listed
+    under ("", "") and parsed in full when a lookup misses."""
+    index: dict[tuple[str, str], list[Path]] = {}
     path = Path(directory)
     if not path.is_dir():
         return index
     for f in sorted(path.glob("*.yaml")):
-        for doc in yaml.safe_load_all(f.read_text()):
-            if not doc or doc.get("kind") != "CustomResourceDefinition":
+        with f.open(encoding="utf-8") as fh:
+            head = fh.read(_CRD_HEAD)
+        group, kind = _GROUP.search(head), _KIND.search(head)
+        key = (group.group(1), kind.group(1)) if group and kind else ("", "")
+        index.setdefault(key, []).append(f)
+    return index
+
+
+@functools.lru_cache(maxsize=64)
+def _crd_file_schemas(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> strict JSON schema, for every served version of the CRDs in one file."""
+    index: dict[tuple[str, str], dict[str, Any]] = {}
+    with path.open(encoding="utf-8") as fh:
+        docs = list(yaml.load_all(fh, Loader=_SAFE_LOADER))
+    for doc in docs:
+        if not doc or doc.get("kind") != "CustomResourceDefinition":
+            continue
+        spec = doc["spec"]
+        for version in spec.get("versions", []):
+            if not version.get("served", True):
                 continue
-            spec = doc["spec"]
-            for version in spec.get("versions", []):
-                if not version.get("served", True):
-                    continue
-                schema = (version.get("schema") or {}).get("openAPIV3Schema")
-                if schema:
-                    key = (f"{spec['group']}/{version['name']}", spec["names"]["kind"])
-                    index[key] = _strict_schema(schema)
+            schema = (version.get("schema") or {}).get("openAPIV3Schema")
+            if schema:
+                key = (f"{spec['group']}/{version['name']}", spec["names"]["kind"])
+                index[key] = _strict_schema(schema)
+    return index
+
+
+def _crd_schema(directory: str, api_version: str, kind: str) -> dict[str, Any] | None:
+    """The schema of a custom resource, parsing only the CRD file(s) that can define it."""
+    group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+    files = _crd_files(directory)
+    for f in [*files.get((group, kind), []), *files.get(("", ""), [])]:
+        schema = _crd_file_schemas(f).get((api_version, kind))
+        if schema is not None:
+            return schema
+    return None
+
+
+def _crd_index(directory: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> JSON schema for every CRD in the folder (parses all of them: slow)."""
+    index: dict[tuple[str, str], dict[str, Any]] = {}
+    for files in _crd_files(directory).values():
+        for f in files:
+            index.update(_crd_file_schemas(f))
     return index
 
 
@@ -148,11 +195,11 @@ def validate_object(obj: dict[str, Any], source: str = "<object>") -> list[Probl
     if not meta.get("name"):
         return [Problem(source, name, "metadata.name", "is required")]
     api_version, kind = obj["apiVersion"], obj["kind"]
-    crds = _crd_index(str(crd_dir()))
-    if (api_version, kind) in crds:
+    schema = _crd_schema(str(crd_dir()), api_version, kind)
+    if schema is not None:
         import jsonschema
 
-        validator = jsonschema.Draft7Validator(crds[(api_version, kind)])
+        validator = jsonschema.Draft7Validator(schema)
         return [
             Problem(source, name, ".".join(str(p) for p in err.absolute_path), err.message)
             for err in sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path))

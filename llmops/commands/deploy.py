@@ -1,0 +1,271 @@
+"""`llmops render`, `validate`, `deploy`, `smoke`, and the `bench render` / `bench smoke` figures."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+GPU_EXAMPLE = PROJECT_ROOT / "examples" / "gpu" / "deploy.yaml"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "render",
+        help="render a model version into validated vLLM manifests under OUT/<model>/<version>/",
+        description="Render a registered version (or a model/adapter folder) into Kubernetes manifests for "
+        "vLLM, validate them, and write them atomically to OUT/<model>/<version>/ (nothing is written when "
+        "the config or a manifest is invalid).",
+    )
+    p.add_argument("--model-uri", help="models:/NAME@champion, models:/NAME@challenger, models:/NAME/3, or a folder")
+    p.add_argument("--config", help="deploy config YAML (local or s3://); fields override k8s_templates/vllm/values.yaml")
+    p.add_argument("--out", help="folder or s3:// prefix to write into (default: the manifests_uri setting)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override one config field (dotted, YAML value), e.g. --set canary.weight=20; repeatable",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the manifests instead of writing them")
+    p.add_argument("--explain", action="store_true", help="print every config field as a Markdown table and exit")
+    p.add_argument("--summary-json", help="write a summary JSON here")
+    p.set_defaults(handler=_render)
+
+    p = sub.add_parser(
+        "validate",
+        help="validate every manifest under a folder (Kubernetes schema, strict; CRD schemas for custom resources)",
+    )
+    p.add_argument("dir", help="folder of rendered manifests")
+    p.add_argument("--summary-json", help="write a summary JSON here")
+    p.set_defaults(handler=_validate)
+
+    p = sub.add_parser(
+        "deploy",
+        help="make a rendered version live: move the GitOps pointer, or --apply it and wait for the rollout",
+        description="Validate OUT/<model>/<version>/ and make it the live version (OUT/<model>/kustomization.yaml). "
+        "With --apply, first server-side apply it to the cluster and wait for the rollout; on failure the "
+        "previous live version is applied again and the command fails with the reason.",
+    )
+    p.add_argument("--manifests", required=True, help="the version folder written by llmops render")
+    p.add_argument("--apply", action="store_true", help="apply to the cluster of the kubeconfig (or in-cluster)")
+    p.add_argument("--context", help="kubeconfig context for --apply")
+    p.add_argument("--timeout-s", type=float, help="rollout timeout (default: the Deployment's progress deadline)")
+    p.add_argument("--summary-json", help="write a summary JSON here")
+    p.set_defaults(handler=_deploy)
+
+    p = sub.add_parser(
+        "smoke",
+        help="load a model version on CPU (base + adapter) and answer a prompt, with latency figures",
+    )
+    p.add_argument("--model-uri", required=True, help="models:/ URI or a model/adapter folder")
+    p.add_argument("--prompt", help="prompt to answer (default: the first sample question)")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate (greedy)")
+    p.add_argument("--summary-json", help="write a summary JSON here")
+    p.set_defaults(handler=_smoke)
+
+
+def register_bench(bench_sub: argparse._SubParsersAction) -> None:
+    p = bench_sub.add_parser("render", help="time render + validate of one version (cold process, then warm)")
+    p.add_argument("--model-uri", help="version to render (default: a LoRA adapter on the tiny local base model)")
+    p.add_argument("--config", default=str(GPU_EXAMPLE), help="deploy config (default: examples/gpu/deploy.yaml)")
+    p.add_argument("--repeat", type=int, default=5, help="warm renders to take the median of")
+    p.add_argument("--json", action="store_true", help="print JSON only (always JSON; kept for symmetry)")
+    p.set_defaults(handler=_bench_render)
+
+    p = bench_sub.add_parser("smoke", help="time the CPU smoke test (load, generate, tokens/s) on the tiny model")
+    p.add_argument("--model-uri", help="version to load (default: a LoRA adapter on the tiny local base model)")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--json", action="store_true", help="print JSON only (always JSON; kept for symmetry)")
+    p.set_defaults(handler=_bench_smoke)
+
+
+def _overrides(pairs: list[str]) -> dict:
+    import yaml
+
+    from llmops.exceptions import ConfigError
+
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r}: use FIELD=VALUE, e.g. --set canary.weight=20")
+        field, raw = pair.split("=", 1)
+        out[field.strip()] = yaml.safe_load(raw)
+    return out
+
+
+def _render(args: argparse.Namespace) -> int:
+    import time
+
+    from llmops.cli import print_json, write_summary
+    from llmops.deploy.config import explain_markdown, load_config
+    from llmops.deploy.render import render_uri, write
+    from llmops.exceptions import ConfigError
+    from llmops.settings import load_settings
+
+    if args.explain:
+        print(explain_markdown())
+        return 0
+    if not args.model_uri:
+        raise ConfigError("--model-uri is required: models:/NAME@champion, models:/NAME/3 or a model folder")
+    settings = load_settings()
+    config = load_config(args.config, settings, **_overrides(args.set))
+    t0 = time.perf_counter()
+    rendered = render_uri(args.model_uri, config)
+    render_s = time.perf_counter() - t0
+    if args.dry_run:
+        for fname, text in rendered.files.items():
+            print(f"--- # {fname}\n{text}", end="")
+        return 0
+    out = args.out or settings.manifests
+    t1 = time.perf_counter()
+    folder, changed = write(rendered, out)
+    summary = {
+        "manifests_uri": folder,
+        "out": out,
+        "model": rendered.model.name,
+        "model_dir": rendered.model_dir,
+        "version": rendered.model.version,
+        "run_id": rendered.model.run_id,
+        "stable_version": rendered.stable.version if rendered.stable else None,
+        "name": rendered.name,
+        "namespace": rendered.namespace,
+        "files": list(rendered.files),
+        "changed": changed,
+        "render_validate_s": round(render_s, 4),
+        "write_s": round(time.perf_counter() - t1, 4),
+    }
+    write_summary(args.summary_json, summary)
+    print_json(summary)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    import sys
+
+    from llmops.cli import print_json, write_summary
+    from llmops.exceptions import ManifestInvalid
+    from llmops.k8s.validate import validate_dir
+
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        raise ManifestInvalid(f"{args.dir} is not a folder: give the folder llmops render wrote")
+    results = validate_dir(folder)
+    if not results:
+        raise ManifestInvalid(f"{args.dir} holds no YAML files")
+    invalid = {f: [str(p) for p in problems] for f, problems in results.items() if problems}
+    for f, problems in results.items():
+        if problems:
+            print(f"INVALID {f}", file=sys.stderr)
+            for p in problems:
+                print(f"  {p}", file=sys.stderr)
+        else:
+            print(f"ok      {f}", file=sys.stderr)
+    summary = {"dir": str(folder), "files": len(results), "valid": len(results) - len(invalid), "invalid": invalid}
+    write_summary(args.summary_json, summary)
+    print_json(summary)
+    if invalid:
+        print(f"llmops validate: {len(invalid)} of {len(results)} files are invalid", file=sys.stderr)
+        return ManifestInvalid.exit_code
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from llmops.cli import print_json, write_summary
+    from llmops.deploy.publish import deploy_folder, kube_api_from_kubeconfig
+
+    api = kube_api_from_kubeconfig(args.context) if args.apply else None
+    summary = deploy_folder(args.manifests, api=api, timeout_s=args.timeout_s)
+    write_summary(args.summary_json, summary)
+    print_json(summary)
+    return 0
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    from llmops.cli import print_json, write_summary
+    from llmops.deploy.smoke import smoke
+
+    summary = smoke(args.model_uri, prompt=args.prompt, max_new_tokens=args.max_new_tokens)
+    write_summary(args.summary_json, summary)
+    print_json(summary)
+    return 0
+
+
+def _bench_adapter() -> str:
+    """A LoRA adapter (rank 8, attention projections) on the tiny local base model, written under
+    `<data_root>/bench/deploy-adapter` (rewritten on each run)."""
+    from llmops import storage
+    from llmops.exceptions import ModelLoadError
+    from llmops.settings import load_settings
+
+    settings = load_settings()
+    base = settings.base_model_uri
+    if storage.is_s3(base) or not storage.local_path(base).is_dir():
+        raise ModelLoadError(
+            f"no local base model at {base}: build the tiny one with `llmops base-model build --out {base}`, "
+            "or pass --model-uri"
+        )
+    out = Path(storage.join(settings.data_root, "bench", "deploy-adapter"))
+    from llmops.deploy.smoke import make_lora_adapter
+
+    make_lora_adapter(str(storage.local_path(base)), out)
+    return str(out)
+
+
+def _bench_render(args: argparse.Namespace) -> int:
+    import statistics
+    import tempfile
+    import time
+
+    from llmops.cli import print_json
+    from llmops.deploy.config import load_config
+    from llmops.deploy.render import render_uri, write
+    from llmops.exceptions import ManifestInvalid
+    from llmops.k8s.validate import validate_dir
+
+    uri = args.model_uri or _bench_adapter()
+    config = load_config(args.config)
+    t0 = time.perf_counter()
+    rendered = render_uri(uri, config)
+    cold = time.perf_counter() - t0
+    warm = []
+    for _ in range(max(args.repeat, 1)):
+        t = time.perf_counter()
+        again = render_uri(uri, config)
+        warm.append(time.perf_counter() - t)
+        if again.files != rendered.files:
+            raise ManifestInvalid(f"rendering {uri} twice gave different files: rendering is not deterministic")
+    with tempfile.TemporaryDirectory(prefix="llmops-bench-render-") as tmp:
+        t = time.perf_counter()
+        folder, _ = write(rendered, tmp)
+        write_s = time.perf_counter() - t
+        t = time.perf_counter()
+        results = validate_dir(Path(folder))
+        validate_s = time.perf_counter() - t
+    print_json(
+        {
+            "benchmark": "render",
+            "model_uri": uri,
+            "config": args.config,
+            "files": len(rendered.files),
+            "objects": len(rendered.all_objects()),
+            "render_validate_cold_s": round(cold, 4),
+            "render_validate_warm_median_s": round(statistics.median(warm), 4),
+            "repeat": len(warm),
+            "write_s": round(write_s, 4),
+            "validate_dir_s": round(validate_s, 4),
+            "all_valid": all(not p for p in results.values()),
+            "deterministic": True,
+        }
+    )
+    return 0
+
+
+def _bench_smoke(args: argparse.Namespace) -> int:
+    from llmops.cli import print_json
+    from llmops.deploy.smoke import smoke
+
+    uri = args.model_uri or _bench_adapter()
+    summary = smoke(uri, max_new_tokens=args.max_new_tokens)
+    print_json({"benchmark": "smoke", **summary})
+    return 0

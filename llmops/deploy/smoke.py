@@ -1,0 +1,128 @@
+"""Smoke test of a model version on CPU: load it the way it was registered and answer one prompt.
+
+Local mode has no GPU and no vLLM, so the deploy step proves the version is servable by loading the
+base model with transformers, applying the PEFT adapter, and generating greedily (deterministic). It
+reports what a user waits for: load time, generation time and tokens per second.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from llmops import storage
+from llmops.deploy.model import ServedModel, is_hub_id, served_model
+from llmops.exceptions import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.txt")
+
+
+def default_prompt() -> str:
+    """The first sample fact's question, in the fine-tuning prompt format."""
+    from llmops.sample_data import facts, prompt_for
+
+    return prompt_for(facts()[0].question)
+
+
+def _local(location: str, tmp: Path, role: str) -> str:
+    """A local folder for a path or an `s3://` folder (downloaded); hub ids are passed through."""
+    if storage.is_s3(location):
+        return str(storage.download_dir(location, tmp / role))
+    if is_hub_id(location) and not Path(location).exists():
+        return location
+    path = storage.local_path(location)
+    if not path.exists():
+        raise ModelLoadError(f"{role} folder {location} does not exist")
+    return str(path)
+
+
+def _has_tokenizer(folder: str) -> bool:
+    return any((Path(folder) / f).exists() for f in TOKENIZER_FILES)
+
+
+def load(served: ServedModel, tmp: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, tokenizer, facts about what was loaded) for a served model, on CPU in float32."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmops.embedding import torch_threads
+
+    torch.set_num_threads(torch_threads())
+    base = _local(str(served.base if served.is_adapter else served.model), tmp, "base")
+    adapter = _local(str(served.adapter), tmp, "adapter") if served.is_adapter else None
+    tok_source = adapter if adapter and _has_tokenizer(adapter) else base
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tok_source)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load the base model {base}: {exc}") from None
+    info: dict[str, Any] = {"base": base, "adapter": adapter, "parameters": sum(p.numel() for p in model.parameters())}
+    if adapter:
+        from peft import PeftModel
+
+        try:
+            model = PeftModel.from_pretrained(model, adapter)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"cannot apply the adapter {adapter} to {base}: {exc}") from None
+        info["lora_modules"] = sum(1 for name, _ in model.named_modules() if name.endswith("lora_A"))
+    model.eval()
+    return model, tokenizer, info
+
+
+def smoke(model_uri: str, prompt: str | None = None, max_new_tokens: int = 32) -> dict[str, Any]:
+    """Load the version, answer `prompt` greedily, and time both; fails when nothing is generated."""
+    import torch
+
+    served = served_model(model_uri)
+    prompt = prompt or default_prompt()
+    with tempfile.TemporaryDirectory(prefix="llmops-smoke-") as tmp:
+        t0 = time.perf_counter()
+        model, tokenizer, info = load(served, Path(tmp))
+        load_s = time.perf_counter() - t0
+        encoded = tokenizer(prompt, return_tensors="pt")
+        # Only what a causal LM takes (a BERT-style tokenizer also returns token_type_ids).
+        inputs = {k: encoded[k] for k in ("input_ids", "attention_mask") if k in encoded}
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
+        generate_s = time.perf_counter() - t1
+    new_tokens = out[0, inputs["input_ids"].shape[1]:]
+    answer = tokenizer.decode(new_tokens, skip_special_tokens=True)
+    n = int(new_tokens.shape[0])
+    if n == 0:
+        raise ModelLoadError(f"{model_uri} loaded but generated no token for the prompt {prompt!r}")
+    return {
+        "model_uri": model_uri,
+        "name": served.name,
+        "version": served.version,
+        "run_id": served.run_id,
+        "adapter": served.is_adapter,
+        "lora_modules": info.get("lora_modules", 0),
+        "parameters": info["parameters"],
+        "prompt": prompt,
+        "answer": answer,
+        "prompt_tokens": int(inputs["input_ids"].shape[1]),
+        "new_tokens": n,
+        "load_s": round(load_s, 4),
+        "generate_s": round(generate_s, 4),
+        "tokens_per_s": round(n / generate_s, 2) if generate_s > 0 else None,
+    }
+
+
+def make_lora_adapter(base: str, out: Path, rank: int = 8, seed: int = 0) -> Path:
+    """Save a LoRA adapter for `base` without training (random B, so it changes the outputs)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(str(out))
+    return out
