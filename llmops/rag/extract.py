@@ -482,7 +482,10 @@ def extract_html(data: bytes) -> Extracted:
 
     declared = _META_CHARSET.search(data[:4096])
     text = decode(data, declared.group(1).decode("ascii") if declared else None)
-    soup = BeautifulSoup(text, "lxml")
+    try:
+        soup = BeautifulSoup(text, "lxml")
+    except Exception:  # bs4.FeatureNotFound: lxml is not installed; the standard library's parser will do
+        soup = BeautifulSoup(text, "html.parser")
     title_tag = soup.find("title")
     title = title_tag.get_text(" ", strip=True) if title_tag else None
     for tag in soup.find_all(_HTML_DROP):
