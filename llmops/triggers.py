@@ -253,14 +253,10 @@ def evaluate_trigger(
 
 def latest_snapshot_id(processed_uri: str) -> str | None:
     """The snapshot id of the newest corpus snapshot (the preprocessing output's manifest), if any."""
-    from llmops.drift.inputs import read_manifest
+    from llmops.rag.snapshot import read_manifest_or_none
 
-    try:
-        if not storage.exists(storage.join(processed_uri, "manifest.json")):
-            return None
-        return read_manifest(processed_uri).get("snapshot_id")
-    except InputDataError:
-        return None
+    manifest = read_manifest_or_none(processed_uri)
+    return manifest.get("snapshot_id") if manifest else None
 
 
 def summary_of(record: TriggerRecord, ledger: TriggerLedger, cooldown_hours: float) -> dict[str, Any]:

@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from llmops import storage
 from llmops.exceptions import InputDataError, StorageError
+from llmops.rag.snapshot import read_manifest, read_snapshot
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -149,52 +149,6 @@ def record_files(uri: str) -> list[str]:
 
 def is_preprocessing_output(uri: str) -> bool:
     return not uri.endswith(RECORD_SUFFIXES) and storage.exists(storage.join(uri, MANIFEST))
-
-
-def read_manifest(output_uri: str) -> dict[str, Any]:
-    """The `manifest.json` of a preprocessing output folder (through `llmops.rag.snapshot` when present)."""
-    try:
-        from llmops.rag.snapshot import read_manifest as rag_read_manifest
-    except ImportError:
-        rag_read_manifest = None
-    if rag_read_manifest is not None:
-        return rag_read_manifest(output_uri)
-    uri = storage.join(output_uri, MANIFEST)
-    try:
-        return json.loads(storage.read_text(uri))
-    except FileNotFoundError:
-        raise InputDataError(f"{output_uri} has no {MANIFEST}: it is not a preprocessing output folder") from None
-    except json.JSONDecodeError as exc:
-        raise InputDataError(f"{uri} is not valid JSON ({exc.msg})") from None
-
-
-def read_snapshot(output_uri: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """The current snapshot's chunks of a preprocessing output as a DataFrame.
-
-    Uses `llmops.rag.snapshot.read_snapshot` when the preprocessing package provides it, else reads the
-    documented layout (`manifest.json` -> `snapshot_uri`, a folder of Parquet files) directly.
-    TODO(drift): drop the fallback once the preprocessing branch is merged into main."""
-    try:
-        from llmops.rag.snapshot import read_snapshot as rag_read_snapshot
-    except ImportError:
-        rag_read_snapshot = None
-    if rag_read_snapshot is not None:
-        return rag_read_snapshot(output_uri, columns=columns)
-
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    manifest = read_manifest(output_uri)
-    snapshot_uri = manifest.get("snapshot_uri")
-    if not snapshot_uri:
-        raise InputDataError(f"{output_uri}/{MANIFEST} names no snapshot_uri")
-    if not storage.scheme(snapshot_uri) and not snapshot_uri.startswith("/"):
-        snapshot_uri = storage.join(output_uri, snapshot_uri)
-    parts = [f.uri for f in storage.list_files(snapshot_uri) if f.uri.endswith(".parquet")]
-    if not parts:
-        raise InputDataError(f"snapshot {snapshot_uri} of {output_uri} has no Parquet files")
-    frames = [pq.read_table(io.BytesIO(storage.read_bytes(p)), columns=columns).to_pandas() for p in parts]
-    return pd.concat(frames, ignore_index=True)
 
 
 def _subsample(n: int, max_samples: int, seed: int) -> list[int]:

@@ -7,6 +7,7 @@ import json
 import pendulum
 import pytest
 
+from llmops.rag.snapshot import SCHEMA_VERSION
 from llmops.settings import load_settings
 from tests.conftest import task_states
 
@@ -40,7 +41,7 @@ def _dag(settings, dag_id: str, tmp_path):
 def test_cooldown_short_circuits_the_run_and_records_why(airflow_db, tmp_path):
     settings = load_settings(state_uri=str(tmp_path / "state"), processed_uri=str(tmp_path / "processed"))
     (tmp_path / "processed").mkdir()
-    (tmp_path / "processed" / "manifest.json").write_text(json.dumps({"snapshot_id": "snap-42"}))
+    (tmp_path / "processed" / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION, "snapshot_id": "snap-42"}))
     dag = _dag(settings, "test_llmops_trigger_check", tmp_path)
 
     drift = {"trigger": "drift", "time": "2026-11-23T08:00:00Z", "report_uri": "/r/a.html", "p_values": {"p_value": 0.002}}
