@@ -284,7 +284,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def adapter_state(model) -> dict[str, Any]:
     from peft import get_peft_model_state_dict
 
-    return {k: v.detach().to("cpu").contiguous() for k, v in get_peft_model_state_dict(_unwrap(model)).items()}
+    # save_embedding_layers=False: with an adapter on the embeddings PEFT would otherwise copy the base
+    # embedding matrix into every checkpoint and adapter; the vocabulary never changes here.
+    state = get_peft_model_state_dict(_unwrap(model), save_embedding_layers=False)
+    return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
 
 def _unwrap(model):
@@ -467,7 +470,7 @@ class Trainer:
         self.config = config
         self.options = options
         self.settings = settings
-        self.stop = stop or StopFlag()
+        self.stop = stop if stop is not None else StopFlag()
         self.base_model = config.base_model or settings.base_model_uri
         self.dataset_uri = config.dataset or settings.dataset
         self.checkpoint_seconds = 0.0
@@ -627,7 +630,7 @@ class Trainer:
                     elapsed = time.perf_counter() - started
                     tracker.metric("tokens_per_s", (state.tokens - tokens_before) / max(elapsed, 1e-9), state.step)
                     tracker.flush()
-                if cfg.eval_every and state.step % cfg.eval_every == 0 and state.step < total_steps:
+                if eval_rows and cfg.eval_every and state.step % cfg.eval_every == 0 and state.step < total_steps:
                     state.last_eval_loss = self._evaluate(model, eval_rows, tokenizer, device, cfg.batch_size, d)
                     tracker.metric("eval_loss", state.last_eval_loss, state.step)
                     ddp_model.train()
@@ -798,7 +801,7 @@ class Trainer:
             local_adapter = (
                 Path(tmp) / "adapter" if storage.is_s3(adapter_uri) else storage.local_path(adapter_uri)
             )
-            _unwrap(model).save_pretrained(str(local_adapter))
+            _unwrap(model).save_pretrained(str(local_adapter), save_embedding_layers=False)
             if storage.is_s3(adapter_uri):
                 storage.upload_dir(local_adapter, adapter_uri)
             tracker.flush(wait=True)

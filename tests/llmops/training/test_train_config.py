@@ -60,8 +60,6 @@ def test_malformed_inputs(tmp_path):
     path.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="must be a YAML mapping"):
         load_config(str(path))
-    with pytest.raises(ConfigError, match="eval_every is set but eval_fraction is 0"):
-        load_config(None, ["eval_every=5", "eval_fraction=0"])
     with pytest.raises(ConfigError, match="quantization = '8bit'"):
         load_config(None, ["quantization=8bit"])
 
@@ -75,5 +73,5 @@ def test_example_config_is_valid():
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[3]
-    cfg = load_config(str(repo / REPO_EXAMPLE))
-    assert cfg.max_steps > 0 and cfg.save_every <= cfg.max_steps
+    # The example spells out the built-in defaults (which the fine-tune DAG's Params start from).
+    assert load_config(str(repo / REPO_EXAMPLE)) == TrainConfig()
