@@ -230,7 +230,6 @@ def load_model(path: str, ref: str, config: TrainConfig, device, dtype):
         raise ModelLoadError(f"cannot add LoRA to {ref}: {exc}; set target_modules to module names of this model") from None
     # The adapter's record of its base must be the reference other steps can load, not a cache path.
     model.peft_config["default"].base_model_name_or_path = _portable_ref(ref)
-    model.to(device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     return model
@@ -351,9 +350,14 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=uri)
         if run_id:
             # A resumed run continues the MLflow run of the run it resumes (the id is in the checkpoint).
-            self.client.update_run(run_id, status="RUNNING")
-            self.run_id = run_id
-            return run_id
+            from mlflow.exceptions import MlflowException
+
+            try:
+                self.client.update_run(run_id, status="RUNNING")
+                self.run_id = run_id
+                return run_id
+            except MlflowException as exc:
+                log.warning("Cannot continue MLflow run %s (%s): starting a new run", run_id, exc)
         name = self.settings.mlflow_experiment
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
@@ -577,7 +581,7 @@ class Trainer:
         cfg = self.config
         order = DataOrder(len(train_rows), cfg.seed)
         pad = tokenizer.pad_token_id
-        step_log = self._open_step_log(d)
+        step_log = self._open_step_log(d, fresh=state.step == 0)
         trainable = [p for p in model.parameters() if p.requires_grad]
         ddp_model.train()
         started = time.perf_counter()
@@ -657,7 +661,7 @@ class Trainer:
             if losses_window else state.last_train_loss,
         }
 
-    def _open_step_log(self, d: Dist):
+    def _open_step_log(self, d: Dist, fresh: bool):
         if not d.main:
             return open(os.devnull, "w")  # noqa: SIM115 - closed by the loop's finally
         if storage.is_s3(self.options.output_dir):
@@ -665,7 +669,8 @@ class Trainer:
         else:
             self._step_log_path = storage.local_path(self.options.output_dir) / STEP_LOG
             self._step_log_path.parent.mkdir(parents=True, exist_ok=True)
-        return open(self._step_log_path, "a", buffering=1)  # noqa: SIM115
+        # A run that starts over (nothing to resume) starts a new log; a resumed one appends to it.
+        return open(self._step_log_path, "w" if fresh else "a", buffering=1)  # noqa: SIM115
 
     def _evaluate(self, model, rows: list[Example], tokenizer, device, batch_size: int, d: Dist) -> float:
         """Mean loss per completion token on the held-out rows (each rank a slice, summed over ranks)."""
@@ -757,7 +762,6 @@ class Trainer:
         rng_file = f"rng-{d.rank}.pt" if f"rng-{d.rank}.pt" in files else "rng-0.pt"
         set_rng_state(_torch_load(files[rng_file]))
         log.info("Resuming from %s (step %s)", ref.uri, meta["step"])
-        self.resumed_from = ref.uri
         return TrainState(
             step=meta["step"],
             position=meta["position"],

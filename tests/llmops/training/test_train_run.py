@@ -88,3 +88,24 @@ def test_bad_rows_over_the_limit_fail_the_run(tmp_path, tiny_model, sample_dir, 
     assert rc == 2
     err = capsys.readouterr().err
     assert "5 of 45 rows" in err and "5 empty prompt or completion" in err
+
+
+@pytest.mark.slow
+@pytest.mark.s3
+def test_s3_output_checkpoints_and_idempotent_retry(s3_bucket, tiny_model, sample_dir):
+    """Outputs and checkpoints on S3; a retry of a finished run resumes at its end and trains nothing."""
+    from llmops import storage
+    from llmops.settings import load_settings
+    from llmops.training.config import load_config
+    from llmops.training.trainer import RunOptions, train
+
+    out = f"s3://{s3_bucket}/runs/llmops_finetune/r1/train"
+    cfg = load_config(None, [f"base_model={tiny_model}", f"dataset={sample_dir / 'finetune.jsonl'}", "max_steps=4",
+                             "save_every=2", "batch_size=4", "threads=1", "lora_r=4", "target_modules=q_proj,v_proj"])
+    first = train(cfg, RunOptions(output_dir=out, resume="auto", tracking=False), load_settings())
+    assert first["steps_this_attempt"] == 4 and first["resumed_from"] is None
+    assert storage.exists(f"{out}/adapter/adapter_model.safetensors")
+    assert storage.exists(f"{out}/checkpoints/step-000004/COMPLETE.json")
+    again = train(cfg, RunOptions(output_dir=out, resume="true", tracking=False), load_settings())
+    assert again["steps_this_attempt"] == 0 and again["resumed_from"] == f"{out}/checkpoints/step-000004"
+    assert again["steps"] == 4 and again["tokens"] == first["tokens"]
