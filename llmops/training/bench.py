@@ -89,6 +89,11 @@ def bench_train(
     tok = load_tokenizer(model_path, base_model)
     examples, _ = tokenize_dataset(read_dataset(dataset), tok, cfg.max_seq_len, cfg.max_bad_fraction)
     rows, _ = split(examples, cfg.eval_fraction, cfg.seed)
+    import torch
+
+    if cfg.threads:
+        # Both loops on the same thread count (the trainer would set it only for itself).
+        torch.set_num_threads(cfg.threads)
     ours: list[dict[str, Any]] = []
     bare: list[float] = []
     with tempfile.TemporaryDirectory(prefix="llmops-bench-train-") as tmp:
@@ -96,10 +101,14 @@ def bench_train(
         bench_settings = settings.with_overrides(mlflow_tracking_uri=f"sqlite:///{tmp}/mlflow.db",
                                                  mlflow_artifact_root=f"{tmp}/artifacts")
         for i in range(rounds):
-            bare.append(bare_loop_tokens_per_s(model_path, cfg, rows, steps))
-            options = RunOptions(output_dir=f"{tmp}/run-{i}", resume="false", run_name=f"bench-{i}")
-            summary = Trainer(cfg, options, bench_settings).run()
-            ours.append(summary)
+            # Alternate which loop goes first, so warm caches and a busy neighbour favour neither.
+            order = ("bare", "ours") if i % 2 == 0 else ("ours", "bare")
+            for which in order:
+                if which == "bare":
+                    bare.append(bare_loop_tokens_per_s(model_path, cfg, rows, steps))
+                else:
+                    options = RunOptions(output_dir=f"{tmp}/run-{i}", resume="false", run_name=f"bench-{i}")
+                    ours.append(Trainer(cfg, options, bench_settings).run())
     best = max(ours, key=lambda s: s["tokens_per_s"])
     baseline = max(bare)
     return {

@@ -190,9 +190,14 @@ def load_model(path: str, ref: str, config: TrainConfig, device, dtype):
         try:
             import bitsandbytes  # noqa: F401
         except ImportError:
-            raise ModelLoadError(
-                "QLoRA needs bitsandbytes: install it in the trainer image, or set quantization=none"
-            ) from None
+            if config.quantization == "4bit":
+                raise ModelLoadError(
+                    "quantization=4bit (QLoRA) needs bitsandbytes: install it in the trainer image, "
+                    "or set quantization=none"
+                ) from None
+            log.warning("bitsandbytes is not installed: training LoRA on the unquantized base model")
+            quantize = False
+    if quantize:
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -422,6 +427,7 @@ class Tracker:
             return
         self.flush(wait=True)
         self.client.set_terminated(self.run_id, status=status)
+        log.info("MLflow run %s: %s", self.run_id, status)
 
 
 def plot_losses(history: dict[str, list[tuple[int, float]]], path: Path) -> Path | None:
