@@ -27,6 +27,8 @@ COMMAND_MODULES = [
     "llmops.commands.deploy",
     "llmops.commands.dags",
     "llmops.commands.training",
+    "llmops.commands.drift",
+    "llmops.commands.rag",
     "llmops.commands.evaluation",
 ]
 

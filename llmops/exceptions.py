@@ -82,5 +82,14 @@ class NotEnoughData(LlmopsError):
     exit_code = 4
 
 
+class DocumentRejected(InputDataError):
+    """One document cannot be indexed (empty, binary, undecodable, corrupt, oversized...): it is
+    quarantined with this reason and the job goes on."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class ModelNotFound(ModelLoadError):
     """A model URI names nothing: an unset alias, a missing version or folder (`--skip-if-missing`)."""

@@ -179,9 +179,48 @@ class Settings(BaseModel):
     spark_driver_memory: str = "2g"
     """Memory of the Spark driver (Spark units)."""
 
+    # --- RAG preprocessing ---------------------------------------------------------------------------
+    aws_conn_id: str = "aws_default"
+    """Airflow connection the S3 landing sensor uses (`S3KeySensor`) when the landing URI is `s3://`."""
+
+    landing_poke_interval_s: int = Field(default=60, ge=5)
+    """How often the landing sensor looks for documents."""
+
+    landing_timeout_s: int = Field(default=240, ge=10)
+    """How long one sensor run waits for documents before it is skipped (keep it below the schedule)."""
+
+    # --- training (`llmops train`, the fine-tune DAG) -----------------------------------------------
+    dataset_uri: str | None = None
+    """Fine-tuning rows: a JSONL or Parquet file or folder, local or `s3://`. Default:
+    `<data_root>/sample/finetune.jsonl` (written by `llmops sample-data --out <data_root>/sample`)."""
+
+    runs_uri: str | None = None
+    """Where fine-tuning runs write adapters and summaries (and checkpoints unless `checkpoint_pvc` is
+    set), one folder per DAG run. Default: `<data_root>/runs`."""
+
+    model_cache_dir: str | None = None
+    """Local folder where `s3://` base models are downloaded. Default: `/models` when `model_cache_pvc`
+    is set, else `<data_root>/cache/models` (a temporary folder when `data_root` is remote)."""
+
+    train_defaults: dict[str, Any] = Field(default_factory=dict)
+    """Training config values replacing the built-in defaults (tuned for the tiny local model) of
+    `llmops train` and of the fine-tune DAG's Params, e.g. `{"learning_rate": 0.0002, "lora_r": 16}`."""
+
     # --- retraining --------------------------------------------------------------------------------
     retrain_cooldown_hours: float = Field(default=24.0, ge=0)
     """At most one drift-triggered retrain per this many hours; later drift events are recorded and skipped."""
+
+    # --- drift monitoring --------------------------------------------------------------------------
+    drift_reference_uri: str | None = None
+    """Reference sample of the drift monitor: training-data files (`finetune.jsonl`, a folder of JSONL or
+    Parquet) or a preprocessing output folder. Default: `<data_root>/sample/finetune.jsonl`."""
+
+    drift_schedule: str = "@hourly"
+    """Schedule of the drift DAG (a cron expression or preset such as `@hourly`)."""
+
+    drift_reports_uri: str | None = None
+    """Folder of drift reports, one sub-folder per check (each HTML report plots the history of this
+    folder). Default: `<data_root>/drift/reports`."""
 
     # --- evaluation gate and registry -------------------------------------------------------------
     mlflow_ui_url: str = "http://127.0.0.1:5000"
@@ -256,6 +295,26 @@ class Settings(BaseModel):
     @property
     def state(self) -> str:
         return self.state_uri or self._under_root("state")
+
+    @property
+    def dataset(self) -> str:
+        return self.dataset_uri or self._under_root("sample", "finetune.jsonl")
+
+    @property
+    def runs(self) -> str:
+        return self.runs_uri or self._under_root("runs")
+
+    @property
+    def model_cache(self) -> str:
+        if self.model_cache_dir:
+            return self.model_cache_dir
+        if self.model_cache_pvc:
+            return "/models"
+        if is_remote(self.data_root):
+            import tempfile
+
+            return join_uri(tempfile.gettempdir(), "llmops-models")
+        return self._under_root("cache", "models")
 
     @property
     def spark_image_or_default(self) -> str:

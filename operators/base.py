@@ -55,7 +55,7 @@ def step_operator(
     task_id: str,
     step: str | Sequence[str],
     arguments: Sequence[str] = (),
-    gpus: int = 0,
+    gpus: int | str = 0,
     summary: bool = True,
     skip_on_exit_code: int | Container[int] | None = None,
     settings: Settings | None = None,
@@ -66,7 +66,8 @@ def step_operator(
     :param step: the subcommand (`"train"`, `"bench rag"`, or a list of words).
     :param arguments: its arguments; templated (`{{ params.x }}`), so a trigger form's values reach it.
     :param gpus: GPUs for the pod in mode `kubernetes` (tolerations, node selector and Kueue label apply
-        to GPU pods); ignored locally.
+        to GPU pods); a template such as `"{{ params.gpus }}"` is resolved when the pod is built. Ignored
+        locally.
     :param summary: pass `--summary-json` and return the step's summary as the task's XCom.
     :param skip_on_exit_code: exit codes that skip the task (and its downstream) instead of failing it:
         the gate's 3 (rejected), the drift monitor's 0/4 when only drift should continue.

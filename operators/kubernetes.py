@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Container, Sequence
 from typing import Any
 
+from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters import convert_env_vars
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.secret import Secret
 from kubernetes.client import models as k8s
 
+from llmops.exceptions import ConfigError
 from llmops.settings import Settings
 from llmops_operators.base import (
     SUMMARY_IN_POD,
@@ -83,15 +85,35 @@ def step_resources(settings: Settings, gpus: int) -> k8s.V1ResourceRequirements:
     return k8s.V1ResourceRequirements(requests=requests, limits=limits)
 
 
+def gpu_count(value: int | str | None) -> int:
+    """The GPU count of a step, from an int or a rendered template such as `"{{ params.gpus }}"` -> `"2"`."""
+    if value is None or value == "":
+        return 0
+    try:
+        count = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"gpus {value!r} is not a whole number: give 0, 1, 2, ... (e.g. the Param gpus)") from None
+    if count < 0:
+        raise ConfigError(f"gpus {count} is negative: give 0 for a CPU pod or the GPU count")
+    return count
+
+
 class KubernetesStepOperator(KubernetesPodOperator):
-    """Run `llmops <step> ...` as a pod; the pod's summary JSON becomes the task's XCom."""
+    """Run `llmops <step> ...` as a pod; the pod's summary JSON becomes the task's XCom.
+
+    `gpus` may be a template (`"{{ params.gpus }}"`): everything that depends on it (the GPU limit,
+    tolerations, node selector, Kueue queue label, priority class, `/dev/shm` size, `LLMOPS_GPUS`) is
+    built when the pod is built, after rendering, so a trigger form's value reaches the pod.
+    """
+
+    template_fields: Sequence[str] = (*KubernetesPodOperator.template_fields, "gpus")
 
     def __init__(
         self,
         *,
         step: str | Sequence[str],
         arguments: Sequence[str] = (),
-        gpus: int = 0,
+        gpus: int | str = 0,
         summary: bool = True,
         skip_on_exit_code: int | Container[int] | None = None,
         settings: Settings | None = None,
@@ -100,12 +122,16 @@ class KubernetesStepOperator(KubernetesPodOperator):
         settings = settings or airflow_settings()
         words = step_words(step)
         cmd = step_command(words, arguments, SUMMARY_IN_POD if summary else None)
-        volumes, mounts = step_volumes(settings, gpus)
-        labels = {"app.kubernetes.io/part-of": "airflow-llmops", "llmops.dev/step": words[0]}
-        if gpus and settings.kueue_queue:
-            labels["kueue.x-k8s.io/queue-name"] = settings.kueue_queue
-        # LLMOPS_GPUS tells the step how many GPUs its pod has (training starts torchrun for more than one).
-        env_vars = {**settings.to_env(), "LLMOPS_GPUS": str(gpus), **kwargs.pop("env_vars", {})}
+        env_vars = {**settings.to_env(), **kwargs.pop("env_vars", {})}
+        if settings.model_cache_pvc:
+            # Hub downloads land on the model cache volume, shared by every training and evaluation pod.
+            env_vars.setdefault("HF_HOME", f"{MODEL_CACHE_MOUNT}/huggingface")
+        # What depends on the GPU count is set in build_pod_request_obj unless the caller fixed it here.
+        self._gpu_managed = {
+            f for f in ("container_resources", "tolerations", "node_selector", "priority_class_name", "volumes")
+            if f not in kwargs
+        }
+        volumes, mounts = step_volumes(settings, 0)
         defaults: dict[str, Any] = {
             "name": f"llmops-{words[0]}",
             "namespace": settings.namespace,
@@ -113,8 +139,8 @@ class KubernetesStepOperator(KubernetesPodOperator):
             "image_pull_policy": settings.image_pull_policy,
             "service_account_name": settings.service_account,
             "kubernetes_conn_id": settings.kubernetes_conn_id,
-            "labels": labels,
-            "container_resources": step_resources(settings, gpus),
+            "labels": {"app.kubernetes.io/part-of": "airflow-llmops", "llmops.dev/step": words[0]},
+            "container_resources": step_resources(settings, 0),
             "volumes": volumes,
             "volume_mounts": mounts,
             "secrets": step_secrets(settings),
@@ -132,11 +158,6 @@ class KubernetesStepOperator(KubernetesPodOperator):
                 "capabilities": {"drop": ["ALL"]},
             },
         }
-        if gpus:
-            defaults["tolerations"] = [k8s.V1Toleration(**_snake(t)) for t in settings.tolerations]
-            defaults["node_selector"] = dict(settings.node_selector)
-            if settings.priority_class:
-                defaults["priority_class_name"] = settings.priority_class
         defaults.update(kwargs)
         super().__init__(
             cmds=cmd[:1],
@@ -147,6 +168,38 @@ class KubernetesStepOperator(KubernetesPodOperator):
         )
         self.step = words
         self.gpus = gpus
+        self.settings = settings
+        if not isinstance(gpus, str) or "{{" not in gpus:
+            gpu_count(gpus)  # a literal bad value fails at parse time, not at run time
+
+    def apply_gpus(self) -> int:
+        """Set the GPU-dependent parts of the pod from the (rendered) `gpus`; return the count."""
+        gpus = gpu_count(self.gpus)
+        s = self.settings
+        if "container_resources" in self._gpu_managed:
+            self.container_resources = step_resources(s, gpus)
+        if "volumes" in self._gpu_managed:
+            self.volumes, _ = step_volumes(s, gpus)
+        if "tolerations" in self._gpu_managed:
+            self.tolerations = [k8s.V1Toleration(**_snake(t)) for t in s.tolerations] if gpus else []
+        if "node_selector" in self._gpu_managed:
+            self.node_selector = dict(s.node_selector) if gpus else {}
+        if "priority_class_name" in self._gpu_managed:
+            self.priority_class_name = s.priority_class if gpus else None
+        labels = dict(self.labels or {})
+        if gpus and s.kueue_queue:
+            labels["kueue.x-k8s.io/queue-name"] = s.kueue_queue
+        else:
+            labels.pop("kueue.x-k8s.io/queue-name", None)
+        self.labels = labels
+        # LLMOPS_GPUS tells the step how many GPUs its pod has (training starts torchrun for more than one).
+        env = convert_env_vars(self.env_vars) if isinstance(self.env_vars, dict) else list(self.env_vars or [])
+        self.env_vars = [e for e in env if e.name != "LLMOPS_GPUS"] + [k8s.V1EnvVar(name="LLMOPS_GPUS", value=str(gpus))]
+        return gpus
+
+    def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> k8s.V1Pod:
+        self.apply_gpus()
+        return super().build_pod_request_obj(context, dry_run=dry_run)
 
 
 def _snake(obj: dict[str, Any]) -> dict[str, Any]:

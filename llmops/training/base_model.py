@@ -6,13 +6,14 @@ through the ordinary `from_pretrained` path (config.json, model.safetensors, tok
 - a byte-level BPE tokenizer trained (deterministically) on the sample corpus, the fine-tuning text and
   the pretraining text below, with `<|bos|>`, `<|eos|>`, `<|pad|>` and a chat template that renders a
   conversation in the same `Question: ...\\nAnswer: ...` format as `llmops.sample_data.prompt_for`;
-- a `LlamaForCausalLM` (hidden 256, 4 layers, 4 heads, about 4 M parameters) initialised from the seed;
-- a short causal-LM pretraining on *generic* text: documentation and questions about other fictional
-  products whose components share none of Larkspur's names. It teaches the language and the
-  question/answer format, never a Larkspur fact, so the base model answers questions about Larkspur
-  at chance and the fine-tuned adapter has something measurable to learn. Without it LoRA on a
-  randomly initialised network learns the facts far less reliably in the local time budget
-  (measured figures in the training README section).
+- a `LlamaForCausalLM` (hidden 256, 4 layers, 4 heads, about 3.7 M parameters) initialised from the
+  seed and saved untrained by default: it answers questions about Larkspur at chance.
+
+An optional short causal-LM pretraining (`pretrain_steps`) on *generic* text (documentation and
+questions about other fictional products that share none of Larkspur's names, so no Larkspur fact
+leaks) is kept for experiments, but it is off: measured on the sample facts, LoRA with the embedding
+adapter learns them faster from the random initialisation (multiple-choice accuracy 0.91 after 600
+steps) than from a 300-step pretrained model (0.73), and the pretraining costs minutes on 2 cores.
 
 Two builds with the same seed give byte-identical weights: torch runs deterministic algorithms on a
 fixed number of threads while building, and every random choice comes from the seed.
@@ -81,8 +82,9 @@ class BaseModelSpec(BaseModel):
     max_positions: int = Field(default=512, ge=32, le=8192)
     """Longest sequence the model accepts."""
 
-    pretrain_steps: int = Field(default=300, ge=0, le=100_000)
-    """Causal-LM steps on generic text (other fictional products) before saving; 0 saves the random init."""
+    pretrain_steps: int = Field(default=0, ge=0, le=100_000)
+    """Causal-LM steps on generic text (other fictional products) before saving; 0 (the default) saves
+    the random initialisation."""
 
     pretrain_batch: int = Field(default=16, ge=1, le=1024)
     """Sequences per pretraining step."""
@@ -230,7 +232,9 @@ def _llama_config(spec: BaseModelSpec, tokenizer):
         num_key_value_heads=spec.num_heads,
         max_position_embeddings=spec.max_positions,
         rms_norm_eps=1e-5,
-        tie_word_embeddings=True,
+        # Untied: a LoRA adapter on the input embeddings then leaves the output projection alone, and
+        # PEFT need not guess how to keep a tied pair in step (peft#2777).
+        tie_word_embeddings=False,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

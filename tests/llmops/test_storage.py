@@ -53,3 +53,14 @@ def test_s3_round_trip(s3_bucket, tmp_path):
 def test_s3_missing_bucket_is_named(s3_server):
     with pytest.raises(StorageError, match="bucket does not exist"):
         storage.write_text("s3://no-such-bucket-llmops/x", "y")
+
+
+def test_local_files_get_umask_mode(tmp_path):
+    import os
+    import stat
+
+    storage.write_text(str(tmp_path / "m.txt"), "x")
+    mode = stat.S_IMODE(os.stat(tmp_path / "m.txt").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask

@@ -20,8 +20,10 @@ def _sha(path) -> str:
 def test_build_loads_offline_and_is_reproducible(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    a = build_base_model(tmp_path / "a", pretrain_steps=3)
-    b = build_base_model(tmp_path / "b", pretrain_steps=3)
+    # A (tiny) pretraining included: the optional path must be reproducible too.
+    small = {"pretrain_steps": 2, "pretrain_batch": 2, "pretrain_seq_len": 16, "pretrain_products": 1}
+    a = build_base_model(tmp_path / "a", **small)
+    b = build_base_model(tmp_path / "b", **small)
     assert _sha(a / "model.safetensors") == _sha(b / "model.safetensors")
     assert _sha(a / "tokenizer.json") == _sha(b / "tokenizer.json")
 

@@ -1,0 +1,160 @@
+"""`llmops preprocess`, `llmops search`, `llmops bench rag`: the RAG preprocessing step and its tools."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _preprocess_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", help="folder or s3:// prefix of the documents (default: settings landing)")
+    p.add_argument("--output", help="folder or s3:// prefix of the output (default: settings processed)")
+    p.add_argument("--chunk-size", type=int, help="tokens per chunk (default: settings chunk_size)")
+    p.add_argument("--chunk-overlap", type=int, help="tokens shared by consecutive chunks (default: settings)")
+    p.add_argument("--embedding-model", help="sentence-transformers model (default: settings embedding_model)")
+    p.add_argument(
+        "--vector-store",
+        help="Milvus Lite file (…/milvus.db) or server URL (default: settings, else <output>/milvus.db)",
+    )
+    p.add_argument("--collection", help="Milvus collection (default: settings vector_collection)")
+    p.add_argument("--max-document-mb", type=float, help="larger documents are quarantined (default: settings)")
+    p.add_argument("--master", help="Spark master (default: local[*], or the cluster's under spark-submit)")
+    p.add_argument("--limit", type=int, help="only this many documents, chosen deterministically")
+    p.add_argument("--embedding-batch-size", type=int, help="texts per embedding forward pass (default 64)")
+    p.add_argument("--allow-empty", action="store_true", default=None,
+                   help="accept an input with no documents (empties the index)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "preprocess",
+        help="RAG preprocessing on Spark: extract, chunk, embed, write a Parquet snapshot, upsert into Milvus",
+        description=(
+            "Reads .txt .md .rst .html .pdf documents, processes only new or changed ones (content hashes), "
+            "writes <output>/snapshots/<id>/*.parquet, <output>/manifest.json and <output>/quarantine.json, "
+            "and upserts the chunks into Milvus. A re-run without changes writes nothing."
+        ),
+    )
+    _preprocess_options(p)
+    p.add_argument("--summary-json", help="write the run summary JSON here (local path or s3://)")
+    p.add_argument(
+        "--render-spark-application",
+        action="store_true",
+        help="print the SparkApplication (YAML, validated) that runs this same command on Kubernetes, and exit",
+    )
+    p.set_defaults(handler=_preprocess)
+
+    s = sub.add_parser("search", help="search the chunk index of a preprocessing output")
+    s.add_argument("query", help="the question or text to search for")
+    s.add_argument("--index", help="preprocessing output folder or s3:// prefix (default: settings processed)")
+    s.add_argument("-k", type=int, default=5, help="how many chunks (default 5)")
+    s.add_argument("--json", action="store_true", help="print a JSON list of {source, score, text, ...}")
+    s.set_defaults(handler=_search)
+
+
+def register_bench(bench_sub: argparse._SubParsersAction) -> None:
+    b = bench_sub.add_parser(
+        "rag",
+        help="throughput of the whole preprocessing job against plain sentence-transformers encoding",
+        description=(
+            "Runs the Spark job (start-up included) into a fresh temporary output, then encodes the same "
+            "chunks in this single process with sentence-transformers; prints chunks_per_s, "
+            "ceiling_chunks_per_s and ratio."
+        ),
+    )
+    b.add_argument("--input", required=True, help="folder or s3:// prefix of the documents")
+    b.add_argument("--limit", type=int, help="only this many documents, chosen deterministically")
+    b.add_argument("--chunk-size", type=int)
+    b.add_argument("--chunk-overlap", type=int)
+    b.add_argument("--embedding-model")
+    b.add_argument("--master", help="Spark master (default local[*])")
+    b.add_argument("--embedding-batch-size", type=int)
+    b.add_argument("--ceiling-batch-size", type=int, default=32,
+                   help="batch size of the single-process reference (sentence-transformers' default 32)")
+    b.add_argument("--json", action="store_true", help="print JSON only")
+    b.set_defaults(handler=_bench)
+
+
+def _config(args: argparse.Namespace, **extra):
+    from llmops.rag.config import PreprocessConfig
+    from llmops.settings import load_settings
+
+    overrides = {
+        "input_uri": getattr(args, "input", None),
+        "output_uri": getattr(args, "output", None),
+        "chunk_size": getattr(args, "chunk_size", None),
+        "chunk_overlap": getattr(args, "chunk_overlap", None),
+        "embedding_model": getattr(args, "embedding_model", None),
+        "vector_store_uri": getattr(args, "vector_store", None),
+        "collection": getattr(args, "collection", None),
+        "max_document_mb": getattr(args, "max_document_mb", None),
+        "master": getattr(args, "master", None),
+        "limit": getattr(args, "limit", None),
+        "embedding_batch_size": getattr(args, "embedding_batch_size", None),
+        "allow_empty": getattr(args, "allow_empty", None),
+        **extra,
+    }
+    return PreprocessConfig.from_settings(load_settings(), **overrides)
+
+
+def _as_arguments(args: argparse.Namespace) -> list[str]:
+    """The parsed options back as command-line words (what the SparkApplication passes to the job)."""
+    words: list[str] = []
+    for name in ("input", "output", "chunk_size", "chunk_overlap", "embedding_model", "vector_store",
+                 "collection", "max_document_mb", "master", "limit", "embedding_batch_size", "summary_json"):
+        value = getattr(args, name, None)
+        if value is not None:
+            words += [f"--{name.replace('_', '-')}", str(value)]
+    if getattr(args, "allow_empty", None):
+        words.append("--allow-empty")
+    return words
+
+
+def _preprocess(args: argparse.Namespace) -> int:
+    from llmops.cli import print_json, write_summary
+
+    if args.render_spark_application:
+        from llmops.k8s.templates import to_yaml
+        from llmops.rag.sparkapp import render_spark_application
+        from llmops.settings import load_settings
+
+        print(to_yaml(render_spark_application(load_settings(), _as_arguments(args))), end="")
+        return 0
+    from llmops.rag.job import run_preprocess
+
+    summary = run_preprocess(_config(args))
+    write_summary(args.summary_json, summary)
+    print_json(summary)
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from llmops.cli import print_json
+    from llmops.rag.search import search
+    from llmops.settings import load_settings
+
+    index = args.index or load_settings().processed
+    hits = search(index, args.query, k=args.k)
+    if args.json:
+        print_json(hits)
+        return 0
+    for i, h in enumerate(hits, start=1):
+        where = f"{h['source']}" + (f"  [{h['heading_path']}]" if h.get("heading_path") else "")
+        text = " ".join(h["text"].split())
+        print(f"{i}. {h['score']:.3f}  {where}\n   {text[:300]}{'…' if len(text) > 300 else ''}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from llmops.cli import print_json
+    from llmops.rag.bench import bench_rag
+
+    result = bench_rag(_config(args, output_uri="/tmp/unused"), ceiling_batch_size=args.ceiling_batch_size)
+    if args.json:
+        print_json(result)
+    else:
+        print(
+            f"{result['chunks']} chunks from {result['documents']} documents: job {result['chunks_per_s']:.1f} "
+            f"chunks/s ({result['job_s']:.1f} s), ceiling {result['ceiling_chunks_per_s']:.1f} chunks/s, "
+            f"ratio {result['ratio']:.2f}"
+        )
+    return 0

@@ -1,0 +1,14 @@
+"""Drift monitoring: is recent inference traffic still like the data the model was trained on?
+
+- `inputs`: read either side of a comparison (traffic JSONL/Parquet, fine-tuning rows, a preprocessing
+  output's snapshot) as texts, and embed them;
+- `stats`: the two-sample tests (MMD with an RBF kernel, a cross-validated ridge domain classifier), both
+  evaluated on the same label permutations, and their combination into one calibrated verdict;
+- `signals`: cheap side signals (prompt length, unknown tokens, out-of-vocabulary words);
+- `report`: `report.json`, `report.html` with plots, and the MLflow run;
+- `monitor`: one drift check end to end (what `llmops drift` runs);
+- `traffic`: sample traffic for the demo (in-domain Larkspur questions, out-of-domain cooking questions);
+- `bench`: the calibration and power benchmark on real corpora (`llmops bench drift`).
+
+Nothing here imports Airflow; the drift DAG runs `llmops drift` as a step.
+"""

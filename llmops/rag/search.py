@@ -1,0 +1,37 @@
+"""Search a preprocessing output's chunk index: the manifest names the vector store, collection and model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmops.exceptions import ConfigError
+
+
+def search(index_uri: str, query: str, k: int = 5) -> list[dict[str, Any]]:
+    """Top-k chunks for a query: [{source, score, text, heading_path, chunk_id, char_start, char_end}],
+    best first; score is the cosine similarity."""
+    from llmops.embedding import embed
+    from llmops.rag.snapshot import read_manifest
+    from llmops.rag.vector_store import VectorStore
+
+    if not query.strip():
+        raise ConfigError("the search query is empty: give some text to search for")
+    if k < 1:
+        raise ConfigError(f"-k = {k}: ask for at least one chunk")
+    manifest = read_manifest(index_uri)
+    store = manifest["vector_store"]
+    vector = embed([query], manifest["embedding_model"])[0]
+    with VectorStore(store["uri"], store["collection"]) as vs:
+        hits = vs.search(vector, k)
+    return [
+        {
+            "source": h.get("source"),
+            "score": round(h["score"], 6),
+            "text": h.get("text", ""),
+            "heading_path": h.get("heading_path", ""),
+            "chunk_id": h.get("chunk_id"),
+            "char_start": h.get("char_start"),
+            "char_end": h.get("char_end"),
+        }
+        for h in hits
+    ]

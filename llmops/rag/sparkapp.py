@@ -1,0 +1,74 @@
+"""The SparkApplication that runs `spark_jobs/preprocess.py` on Kubernetes (Spark Operator).
+
+Rendered from `k8s_templates/spark/sparkapplication.yaml` with the defaults of `spark/values.yaml` and
+the settings (image, namespace, service account, executor sizing), validated against the
+SparkApplication CRD. The job's arguments are those of `llmops preprocess`; the settings travel as
+`LLMOPS_*` variables and credentials only as `secretKeyRef`s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from llmops.k8s.templates import load_values, render
+from llmops.settings import Settings
+
+TEMPLATE = "spark/sparkapplication.yaml"
+VALUES = "spark/values.yaml"
+
+
+def secret_env(settings: Settings) -> list[dict[str, Any]]:
+    """Environment variables taken from Kubernetes Secrets by reference (never their values)."""
+    refs: list[tuple[str, str, str]] = []
+    if settings.s3_credentials_secret:
+        refs += [(k, settings.s3_credentials_secret, k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+    if settings.hf_token_secret:
+        refs.append(("HF_TOKEN", settings.hf_token_secret, "HF_TOKEN"))
+    return [{"name": n, "valueFrom": {"secretKeyRef": {"name": s, "key": k}}} for n, s, k in refs]
+
+
+def spark_application_context(
+    settings: Settings, arguments: Sequence[str], name: str = "llmops-preprocess"
+) -> dict[str, Any]:
+    values = load_values(VALUES)
+    python = values["pysparkPython"]
+    plain = {
+        **settings.to_env(),
+        **{k: str(v) for k, v in values.get("env", {}).items()},
+        "PYSPARK_PYTHON": python,
+        "PYSPARK_DRIVER_PYTHON": python,
+    }
+    env = [{"name": k, "value": v} for k, v in sorted(plain.items())] + secret_env(settings)
+    return {
+        "name": name,
+        "namespace": settings.namespace,
+        "labels": dict(values.get("labels", {})),
+        "image": settings.spark_image_or_default,
+        "image_pull_policy": settings.image_pull_policy,
+        "spark_version": str(values["sparkVersion"]),
+        "main_application_file": values["mainApplicationFile"],
+        "arguments": [str(a) for a in arguments],
+        "spark_conf": {k: str(v) for k, v in values.get("sparkConf", {}).items()},
+        "ttl_seconds": int(values["timeToLiveSeconds"]),
+        "driver_cores": int(values["driverCores"]),
+        "driver_memory": settings.spark_driver_memory,
+        "service_account": settings.service_account,
+        "executor_instances": settings.spark_executor_instances,
+        "executor_cores": settings.spark_executor_cores,
+        "executor_memory": settings.spark_executor_memory,
+        "env": env,
+    }
+
+
+def render_spark_application(
+    settings: Settings, arguments: Sequence[str], name: str = "llmops-preprocess", validate: bool = True
+) -> dict[str, Any]:
+    """The SparkApplication object (a dict); `validate` checks it against the CRD (`ManifestInvalid`)."""
+    docs = render(TEMPLATE, spark_application_context(settings, arguments, name))
+    if validate:
+        from llmops.k8s.validate import require_valid
+
+        require_valid(docs, TEMPLATE)
+    (app,) = docs
+    return app

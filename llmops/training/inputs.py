@@ -1,0 +1,123 @@
+"""Cheap checks of a training run's inputs, before anything heavy is loaded or any GPU is requested.
+
+Used by `llmops train` first thing and by the fine-tune DAG's `resolve_inputs` task (on the Airflow
+worker, before the GPU pod is created). Only `llmops.storage`: no torch, no transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from llmops import storage
+from llmops.exceptions import InputDataError, ModelLoadError
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def base_model_kind(ref: str) -> str:
+    """`local`, `s3` or `hub` for a base model reference (a folder that exists is always local)."""
+    if not ref or not ref.strip():
+        raise ModelLoadError("base_model is empty: give a hub id, a local folder or an s3:// folder")
+    if storage.is_s3(ref):
+        return "s3"
+    if ref.startswith(("/", ".", "~", "file://")) or Path(ref).exists():
+        return "local"
+    if HUB_ID.match(ref):
+        return "hub"
+    raise ModelLoadError(
+        f"base_model {ref!r} is neither an existing folder, an s3:// URI nor a hub id (org/name): "
+        "fix the path, or build the local one with `llmops base-model build --out DIR`"
+    )
+
+
+def check_base_model(ref: str) -> str:
+    """Fail with a clear message when a local or S3 base model is missing or unreadable; return the kind.
+
+    A hub id is checked when the model is loaded (offline mode needs it in the local cache)."""
+    kind = base_model_kind(ref)
+    if kind == "hub":
+        return kind
+    config_uri = storage.join(ref, "config.json") if kind == "s3" else str(Path(_local(ref)) / "config.json")
+    if kind == "local" and not Path(_local(ref)).is_dir():
+        raise ModelLoadError(
+            f"base model folder {ref} does not exist: build the tiny local model with "
+            f"`llmops base-model build --out {ref}`, or set base_model to an existing folder, s3:// URI or hub id"
+        )
+    try:
+        config = json.loads(storage.read_text(config_uri))
+    except FileNotFoundError:
+        raise ModelLoadError(
+            f"base model {ref} has no config.json: it is not a saved transformers model "
+            "(save it with save_pretrained, or rebuild it with `llmops base-model build`)"
+        ) from None
+    except (ValueError, UnicodeDecodeError):
+        raise ModelLoadError(f"base model {ref}: config.json is not valid JSON; re-save or rebuild the model") from None
+    except PermissionError:
+        raise ModelLoadError(f"base model {ref}: config.json is not readable (permission denied)") from None
+    if not isinstance(config, dict) or "model_type" not in config:
+        raise ModelLoadError(f"base model {ref}: config.json has no model_type; it is not a transformers model config")
+    return kind
+
+
+def _local(ref: str) -> str:
+    return str(storage.local_path(ref).expanduser()) if ref.startswith("file://") else str(Path(ref).expanduser())
+
+
+def check_dataset(uri: str) -> list[str]:
+    """The dataset's data files; fails when there are none."""
+    from llmops.training.data import dataset_files
+
+    try:
+        return dataset_files(uri)
+    except FileNotFoundError:
+        raise InputDataError(f"dataset {uri} does not exist") from None
+
+
+def check_inputs(base_model: str, dataset: str) -> dict[str, Any]:
+    """Both checks; a small summary for the DAG's XCom."""
+    kind = check_base_model(base_model)
+    files = check_dataset(dataset)
+    return {"base_model": base_model, "base_model_kind": kind, "dataset": dataset, "dataset_files": len(files)}
+
+
+CHECKPOINT_MOUNT = "/checkpoints"
+"""Where the training pod mounts the `checkpoint_pvc` volume (the operator layer mounts it there)."""
+
+
+def run_locations(settings, dag_id: str, run_id: str) -> dict[str, str]:
+    """Output and checkpoint locations of one fine-tuning DAG run, keyed by DAG id and run id so that a
+    task retry finds the same checkpoints (and resumes). The ids may be Jinja expressions.
+
+    Checkpoints go to the PVC when `checkpoint_pvc` is set in mode `kubernetes`, else beside the output.
+    """
+    output_dir = storage.join(settings.runs, dag_id, run_id, "train")
+    if settings.mode == "kubernetes" and settings.checkpoint_pvc:
+        checkpoint_dir = f"{CHECKPOINT_MOUNT}/{dag_id}/{run_id}"
+    else:
+        checkpoint_dir = storage.join(output_dir, "checkpoints")
+    return {"output_dir": output_dir, "checkpoint_dir": checkpoint_dir}
+
+
+def latest_corpus_manifest(processed_uri: str) -> dict[str, Any] | None:
+    """The preprocessing output's `manifest.json` (its current corpus snapshot), or None if there is none."""
+    uri = storage.join(processed_uri, "manifest.json")
+    try:
+        manifest = json.loads(storage.read_text(uri))
+    except (FileNotFoundError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def resolve_inputs(settings, base_model: str | None = None, dataset: str | None = None) -> dict[str, Any]:
+    """What a fine-tuning run will read, checked: base model, dataset, and the corpus snapshot the
+    pipeline last indexed (for lineage). Cheap: the fine-tune DAG runs it before requesting a GPU."""
+    base_model = base_model or settings.base_model_uri
+    dataset = dataset or settings.dataset
+    out = check_inputs(base_model, dataset)
+    manifest = latest_corpus_manifest(settings.processed)
+    out["corpus_manifest"] = storage.join(settings.processed, "manifest.json") if manifest else None
+    out["corpus_snapshot_id"] = manifest.get("snapshot_id") if manifest else None
+    return out
