@@ -178,20 +178,26 @@ def ensure_experiment(settings: Settings | None = None) -> str:
         return exp.experiment_id
 
 
+COMPLETE_MARKER = ".llmops-complete"
+"""Written last into a downloaded model folder (same marker and layout as `llmops train`'s downloads, so a
+base model fetched by training is reused by evaluation on the same cache volume)."""
+
+
 def _cache_root(cache_dir: str | Path | None) -> Path:
-    return Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "llmops-models"
+    """`cache_dir`, else the `model_cache` setting (the model cache PVC `/models` in pods when set)."""
+    return Path(cache_dir) if cache_dir else Path(load_settings().model_cache)
 
 
 def _download_once(uri: str, dest: Path, fetch) -> Path:
-    """Download into `dest` unless a previous complete download is there (marked by `.complete`)."""
-    marker = dest / ".complete"
-    if marker.exists():
+    """Download into `dest` unless a previous complete download is there (marked by `COMPLETE_MARKER`);
+    a download in progress goes to a sibling folder first, so a killed task never leaves half a model."""
+    if (dest / COMPLETE_MARKER).exists():
         return dest
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     fetch(partial)
-    (partial / ".complete").write_text(uri + "\n")
+    (partial / COMPLETE_MARKER).write_text(uri + "\n")
     shutil.rmtree(dest, ignore_errors=True)
     partial.rename(dest)
     return dest
@@ -199,9 +205,9 @@ def _download_once(uri: str, dest: Path, fetch) -> Path:
 
 def local_model_path(uri: str, *, cache_dir: str | Path | None = None) -> str:
     """A path transformers can load: local folders as they are, `s3://` folders downloaded into the
-    cache (once), hub ids passed through."""
+    model cache (once, `<model_cache>/<sha256(uri)[:16]>`), hub ids passed through."""
     if storage.is_s3(uri):
-        dest = _cache_root(cache_dir) / "s3" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+        dest = _cache_root(cache_dir) / hashlib.sha256(uri.encode()).hexdigest()[:16]
         return str(_download_once(uri, dest, lambda d: storage.download_dir(uri, d)))
     if storage.scheme(uri) == "file":
         return str(storage.local_path(uri))
@@ -331,13 +337,15 @@ def resolve(
     """Find the base model, adapter and registry facts of any model URI (see the module docstring).
 
     Remote adapters (registry artifacts on S3, `s3://` folders) are downloaded into `cache_dir`
-    (default: `<tmp>/llmops-models`) unless `download=False`, which only fills `adapter_uri`.
+    (default: the `model_cache` setting) unless `download=False`, which only fills `adapter_uri`.
     Raises `ModelNotFound` for a registry URI that names nothing, `ModelLoadError` for a folder that
     holds neither a model nor an adapter.
     """
     uri = str(uri).strip()
     if not uri:
         raise ModelLoadError("model URI is empty: give a folder, an s3:// URI or models:/NAME@alias")
+    if cache_dir is None and settings is not None:
+        cache_dir = settings.model_cache
     if uri.startswith("models:/"):
         m = MODELS_URI.match(uri)
         if not m:

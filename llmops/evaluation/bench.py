@@ -103,7 +103,7 @@ def run_bench(args: argparse.Namespace) -> int:
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
     policy = args.policy or str(PROJECT_ROOT / "examples" / "local" / "gate.yaml")
-    train_config = args.train_config or str(PROJECT_ROOT / "examples" / "local" / "train.yaml")
+    train_config = args.train_config or str(PROJECT_ROOT / "examples" / "local" / "finetune.yaml")
     if not args.train_config and not Path(train_config).exists():
         train_config = None  # llmops train's built-in defaults are tuned for the tiny model
     env = {
