@@ -37,7 +37,7 @@ def gate_tasks(
     policy: str,
     train_task_id: str = "train",
     model_name: str | None = None,
-    gpus: int = 1,
+    gpus: int | str = 1,
     limit: int | str | None = None,
     tasks: str | None = None,
     training_config: str | None = None,
@@ -52,7 +52,8 @@ def gate_tasks(
     :param policy: gate policy file (templated; e.g. `examples/local/gate.yaml`).
     :param train_task_id: the task whose XCom is the train summary (`mlflow_run_id`, `adapter_dir`, ...).
     :param model_name: registered model name (default: setting `registered_model_name`).
-    :param gpus: GPUs of the two evaluation pods in mode kubernetes.
+    :param gpus: GPUs of the two evaluation pods in mode kubernetes (an int or a template such as
+        `"{{ params.gpus }}"`).
     :param limit: samples per task (templated, e.g. `{{ params.eval_limit }}`); None: all.
     :param tasks: comma-separated lm-eval tasks; None: the project's domain tasks.
     :param training_config: training config file recorded with the run (templated).
