@@ -50,7 +50,8 @@ def _llmops(args: list[str], env: dict[str, str], log: Path, ok: tuple[int, ...]
 
 
 def _scaled_adapter(adapter: Path, out: Path, scale: float) -> Path:
-    """A copy of `adapter` whose LoRA update is multiplied by `scale` (lora_B weights scaled)."""
+    """A copy of `adapter` whose LoRA update is multiplied by `scale` (the B factor of every LoRA pair:
+    `lora_B` of linear layers, `lora_embedding_B` of embeddings; the update is B @ A, linear in B)."""
     from safetensors.torch import load_file, save_file
 
     if (out / "adapter_config.json").exists():
@@ -62,7 +63,9 @@ def _scaled_adapter(adapter: Path, out: Path, scale: float) -> Path:
     if not weights.exists():
         raise EvaluationError(f"{adapter} has no adapter_model.safetensors to scale")
     tensors = load_file(str(weights))
-    scaled = {k: (v * scale if "lora_B" in k else v) for k, v in tensors.items()}
+    scaled = {k: (v * scale if ("lora_B" in k or "lora_embedding_B" in k) else v) for k, v in tensors.items()}
+    if not any("lora_B" in k or "lora_embedding_B" in k for k in tensors):
+        raise EvaluationError(f"{adapter} holds no LoRA B weights to scale (not a LoRA adapter?)")
     save_file(scaled, str(weights), metadata={"format": "pt"})
     tmp.rename(out)
     return out
