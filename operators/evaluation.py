@@ -54,7 +54,7 @@ def gate_tasks(
     :param model_name: registered model name (default: setting `registered_model_name`).
     :param gpus: GPUs of the two evaluation pods in mode kubernetes (an int or a template such as
         `"{{ params.gpus }}"`).
-    :param limit: samples per task (templated, e.g. `{{ params.eval_limit }}`); None: all.
+    :param limit: samples per task (templated, e.g. `{{ params.eval_limit }}`); None or 0: all.
     :param tasks: comma-separated lm-eval tasks; None: the project's domain tasks.
     :param training_config: training config file recorded with the run (templated).
     :param manifest: preprocessing `manifest.json` (default: `<processed>/manifest.json`).

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="comma-separated lm-eval task names (repeatable); default: the project's domain tasks larkspur_mc,larkspur_qa",
     )
     p.add_argument("--output", required=True, help="folder or s3:// prefix for results.json and samples/")
-    p.add_argument("--limit", type=int, help="evaluate only the first N samples of each task")
+    p.add_argument("--limit", type=int, help="evaluate only the first N samples of each task (0: all)")
     p.add_argument("--batch-size", type=int, default=16, help="lm-eval batch size (default 16)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--max-length", type=int, help="context length for lm-eval (default: the model's)")

@@ -198,8 +198,9 @@ def evaluate_model(
 
     s = settings or load_settings()
     storage.check_uri(output, "--output")
-    if limit is not None and limit < 1:
-        raise EvaluationError(f"--limit must be a positive number of samples per task, got {limit}")
+    if limit is not None and limit < 0:
+        raise EvaluationError(f"--limit must be a number of samples per task (0: all), got {limit}")
+    limit = limit or None  # 0 means every sample (a DAG Param's "no limit")
     task_names = parse_tasks(tasks)
     started = time.monotonic()
     resolved = resolve(model, settings=s)

@@ -33,6 +33,11 @@ def test_unknown_domain_task_is_an_error(tiny_base, tmp_path, capsys):
     assert "unknown lm-eval task(s) larkspur_nope" in capsys.readouterr().err
 
 
+def test_negative_limit_is_an_error(tiny_base, tmp_path, capsys):
+    assert main(["evaluate", "--model", str(tiny_base), "--limit", "-1", "--output", str(tmp_path / "o"), "--no-mlflow"]) == 2
+    assert "--limit must be a number of samples per task (0: all), got -1" in capsys.readouterr().err
+
+
 def test_missing_model_fails_or_skips(tmp_path, mlflow_settings, capsys):
     args = ["evaluate", "--model", "models:/nobody@champion", "--output", str(tmp_path / "o")]
     assert main(args) == 2
