@@ -407,6 +407,8 @@ class Lineage:
     training_config_sha256: str | None = None
     dag_id: str | None = None
     airflow_run_id: str | None = None
+    trigger: str | None = None
+    """What started the pipeline run: corpus, drift, schedule or manual."""
 
     def tags(self) -> dict[str, str]:
         values = {
@@ -420,6 +422,7 @@ class Lineage:
             "llmops.training_config_sha256": self.training_config_sha256,
             "llmops.airflow.dag_id": self.dag_id,
             "llmops.airflow.run_id": self.airflow_run_id,
+            "llmops.trigger": self.trigger,
         }
         return {k: str(v) for k, v in values.items() if v not in (None, "")}
 

@@ -50,6 +50,19 @@ def normalize_exit_codes(codes: int | Container[int] | None) -> tuple[int, ...]:
     return tuple(codes)  # type: ignore[arg-type]
 
 
+def attach_summary_to_outlets(operator: Any, context: Any, summary: Any) -> None:
+    """Put a step's summary (small: ids, URIs, counts) on the asset events its task emits, so consumers
+    read e.g. the model version or snapshot id from `triggering_asset_events` instead of XCom."""
+    if not isinstance(summary, dict) or not getattr(operator, "outlets", None):
+        return
+    from airflow.sdk import Asset
+
+    small = {k: v for k, v in summary.items() if isinstance(v, str | int | float | bool) or v is None}
+    for outlet in operator.outlets:
+        if isinstance(outlet, Asset):
+            context["outlet_events"][outlet].extra = small
+
+
 def step_operator(
     *,
     task_id: str,

@@ -44,6 +44,7 @@ def gate_tasks(
     manifest: str | None = None,
     register_rejected: bool = True,
     promote_outlets: Sequence[Any] = (),
+    trigger: str | None = None,
     settings: Settings | None = None,
 ) -> dict[str, BaseOperator]:
     """Create (in the current DAG) and wire evaluate_candidate, evaluate_champion, gate, register, promote.
@@ -60,6 +61,7 @@ def gate_tasks(
     :param manifest: preprocessing `manifest.json` (default: `<processed>/manifest.json`).
     :param register_rejected: register rejected candidates too (lineage and report); False: only passed ones.
     :param promote_outlets: outlets of `promote` (e.g. the MODEL asset).
+    :param trigger: what started the run (templated, e.g. the trigger task's XCom), recorded as a tag.
     :return: the tasks by task id; wire `train >> [evaluate_candidate, evaluate_champion]` and
         `promote >> <deployment>` in the DAG.
     """
@@ -121,6 +123,8 @@ def gate_tasks(
         register_args += ["--training-config", training_config]
     if manifest:
         register_args += ["--manifest", manifest]
+    if trigger:
+        register_args += ["--trigger", trigger]
     register = step_operator(
         task_id="register",
         step="register",

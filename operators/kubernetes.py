@@ -22,6 +22,7 @@ from llmops.settings import Settings
 from llmops_operators.base import (
     SUMMARY_IN_POD,
     airflow_settings,
+    attach_summary_to_outlets,
     normalize_exit_codes,
     step_command,
     step_words,
@@ -200,6 +201,18 @@ class KubernetesStepOperator(KubernetesPodOperator):
     def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> k8s.V1Pod:
         self.apply_gpus()
         return super().build_pod_request_obj(context, dry_run=dry_run)
+
+    # The summary (the pod's XCom) also goes on the task's asset events; a deferred pod ends in
+    # trigger_reentry instead of execute, so both paths attach it.
+    def execute(self, context: Any) -> Any:
+        result = super().execute(context)
+        attach_summary_to_outlets(self, context, result)
+        return result
+
+    def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
+        result = super().trigger_reentry(context, event)
+        attach_summary_to_outlets(self, context, result)
+        return result
 
 
 def _snake(obj: dict[str, Any]) -> dict[str, Any]:

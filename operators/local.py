@@ -17,7 +17,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
 from llmops.settings import Settings
-from llmops_operators.base import normalize_exit_codes, step_command, step_words
+from llmops_operators.base import attach_summary_to_outlets, normalize_exit_codes, step_command, step_words
 
 KILL_GRACE_S = 30
 """Seconds between SIGTERM and SIGKILL when the task is killed (training checkpoints in between)."""
@@ -97,9 +97,11 @@ class LocalStepOperator(BaseOperator):
                 raise AirflowSkipException(f"llmops {name} exited {code}; skipping downstream. Last output:\n{last}")
             if code != 0:
                 raise AirflowException(f"llmops {name} failed with exit code {code}. Last output:\n{last}")
+            summary = None
             if summary_path and Path(summary_path).exists():
-                return json.loads(Path(summary_path).read_text())
-            return None
+                summary = json.loads(Path(summary_path).read_text())
+            attach_summary_to_outlets(self, context, summary)
+            return summary
 
     def on_kill(self) -> None:
         proc = self._proc

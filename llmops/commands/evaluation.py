@@ -73,6 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--gate-report", help="gate report JSON: its decision and file are recorded")
     r.add_argument("--dag-id", help="Airflow dag_id")
     r.add_argument("--airflow-run-id", help="Airflow run_id")
+    r.add_argument("--trigger", help="what started the pipeline run (corpus, drift, schedule, manual)")
     r.add_argument("--summary-json", help="write the step summary JSON here")
     r.set_defaults(handler=_register)
 
@@ -234,6 +235,7 @@ def _register(args: argparse.Namespace) -> int:
         training_config_sha256=_sha(config),
         dag_id=args.dag_id,
         airflow_run_id=args.airflow_run_id,
+        trigger=args.trigger,
     )
     summary = register(
         adapter=adapter,

@@ -102,37 +102,6 @@ def folder_name(uri: str) -> str:
     return parts[-1] if parts else "model"
 
 
-def resolve_folder(uri: str) -> ServedModel:
-    """A model or adapter folder (local path or `s3://`) as a `ServedModel`."""
-    storage.check_uri(uri, "--model-uri")
-    uri = _plain(uri.rstrip("/") or uri) or uri
-    if not storage.exists(uri):
-        raise ModelLoadError(f"model folder {uri} does not exist: give a models:/ URI, a model folder or an adapter folder")
-    adapter_cfg = _read_json(storage.join(uri, ADAPTER_CONFIG))
-    if adapter_cfg is None:
-        # A training output folder: the adapter is in its `adapter/` subfolder.
-        nested = _read_json(storage.join(uri, "adapter", ADAPTER_CONFIG))
-        if nested is not None:
-            uri, adapter_cfg = storage.join(uri, "adapter"), nested
-    name = folder_name(uri)
-    version = content_id(uri)
-    if adapter_cfg is not None:
-        base = adapter_cfg.get("base_model_name_or_path")
-        if not base:
-            raise ModelLoadError(
-                f"{storage.join(uri, ADAPTER_CONFIG)} names no base model (base_model_name_or_path): "
-                "save the adapter with peft's save_pretrained from a model loaded by name or path"
-            )
-        return ServedModel(
-            name=name, version=version, uri=uri, base=str(base), adapter=uri, lora_rank=adapter_rank(adapter_cfg)
-        )
-    if _read_json(storage.join(uri, MODEL_CONFIG)) is not None:
-        return ServedModel(name=name, version=version, uri=uri, model=uri)
-    raise ModelLoadError(
-        f"{uri} holds neither {ADAPTER_CONFIG} (a PEFT adapter) nor {MODEL_CONFIG} (a transformers model)"
-    )
-
-
 def _plain(location: str | None) -> str | None:
     """`file:///a/b` -> `/a/b` (MLflow's local artifact URIs); other locations unchanged."""
     if location and storage.scheme(location) == "file":
@@ -179,31 +148,15 @@ def from_resolved(resolved: Any, uri: str) -> ServedModel:
     )
 
 
-def _registry() -> Any:
-    """`llmops.registry` (the evaluation/registry area), or None in a checkout that lacks it."""
-    try:
-        from llmops import registry
-    except ImportError:
-        return None
-    return registry
-
-
 def served_model(uri: str) -> ServedModel:
     """Resolve `--model-uri` (a `models:/` URI, a folder path or an `s3://` folder) without
     downloading anything: only the adapter's small config is read."""
     if not uri or not uri.strip():
         raise ConfigError("--model-uri is empty: give models:/NAME@champion, models:/NAME/3 or a model folder")
+    from llmops import registry
+
     uri = uri.strip()
-    registry = _registry()
-    if registry is not None:
-        return from_resolved(registry.resolve(uri, download=False), uri)
-    if uri.startswith("models:/"):
-        raise ConfigError(
-            "models:/ URIs need the model registry (llmops.registry), which this installation lacks: "
-            "give a model folder or an s3:// URI instead"
-        )
-    # Until llmops.registry is merged: folders only, same result shape.
-    return resolve_folder(uri)
+    return from_resolved(registry.resolve(uri, download=False), uri)
 
 
 def stable_uri_for(model: ServedModel, configured: str | None) -> str:

@@ -165,18 +165,18 @@ def _fake_registry(adapters: dict[str, tuple[str, Path, str]]):
             model_uri=f"models:/{name}/{version}",
         )
 
-    return SimpleNamespace(resolve=resolve)
+    return resolve
 
 
 def test_models_uri_canary_renders_the_champion_beside_the_challenger(adapter_folder, tmp_path, monkeypatch, capsys):
     import shutil
 
-    from llmops.deploy import model
+    from llmops import registry as real_registry
 
     challenger = adapter_folder.parent.parent / "v4" / "adapter"
     shutil.copytree(adapter_folder, challenger)
-    registry = _fake_registry({"champion": ("3", adapter_folder, "a" * 32), "challenger": ("4", challenger, "b" * 32)})
-    monkeypatch.setattr(model, "_registry", lambda: registry)
+    resolve = _fake_registry({"champion": ("3", adapter_folder, "a" * 32), "challenger": ("4", challenger, "b" * 32)})
+    monkeypatch.setattr(real_registry, "resolve", resolve)
     out = tmp_path / "gitops"
     code = _render("--model-uri", "models:/llmops-assistant@challenger", "--config", GPU_EXAMPLE, "--out", str(out),
                    "--set", "canary.enabled=true", "--set", f"source.mirrors={tmp_path}")
@@ -196,12 +196,12 @@ def test_models_uri_canary_renders_the_champion_beside_the_challenger(adapter_fo
     assert "is the stable version itself" in capsys.readouterr().err
 
 
-def test_models_uri_without_a_registry_is_a_clear_error(monkeypatch, capsys, tmp_path):
-    from llmops.deploy import model
-
-    monkeypatch.setattr(model, "_registry", lambda: None)
-    assert _render("--model-uri", "models:/x@champion", "--config", LOCAL_EXAMPLE, "--out", str(tmp_path)) == 2
-    assert "models:/ URIs need the model registry" in capsys.readouterr().err
+def test_models_uri_of_an_unknown_model_is_a_clear_error(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("LLMOPS_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    out = tmp_path / "out"
+    assert _render("--model-uri", "models:/no-such-model@champion", "--config", LOCAL_EXAMPLE, "--out", str(out)) == 2
+    assert "no-such-model" in capsys.readouterr().err
+    assert not out.exists()
 
 
 # --- the deploy command --------------------------------------------------------------------------
