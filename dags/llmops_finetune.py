@@ -1,35 +1,48 @@
 """
-### Fine-tune a LoRA adapter
+### Fine-tune, gate, register and deploy (the lifecycle DAG)
 
-`resolve_inputs` checks the base model and the dataset (cheap, on the worker, before any GPU is
-requested) and records the corpus snapshot the pipeline last indexed; `train` runs `llmops train` as
-a local subprocess (mode `local`) or a GPU pod (mode `kubernetes`: GPU limit from the `gpus` Param,
-tolerations, Kueue queue label, checkpoint and model-cache PVCs). More than one GPU runs torchrun in
-the pod.
+Runs when a new corpus snapshot lands (`llmops_corpus`), when the drift monitor asks for a retrain
+(`llmops_retrain`), on a weekly cron (setting `retrain_schedule`), or by hand; one run at a time.
 
-Checkpoints live in a folder keyed by DAG id and run id and the step runs with `--resume auto`, so a
-retried or preempted `train` task continues from its last checkpoint instead of starting over.
-The `train` task's XCom is the run summary: `adapter_dir`, `base_model`, `mlflow_run_id`,
-`dataset_hash`, losses, tokens/s.
-
-Every knob below is a Param of the trigger form; defaults come from the training config
-(`llmops.training.config.TrainConfig`, tuned for the tiny local model) and the `train_defaults` setting.
+1. `check_trigger` records why the run started and enforces the drift cooldown: at most one
+   drift-triggered retrain per `retrain_cooldown_hours`; a held-back trigger is recorded with its reason
+   in the trigger ledger and every downstream task is skipped.
+2. `resolve_inputs` checks the base model and dataset (before any GPU is requested) and records the
+   newest corpus snapshot.
+3. `train` runs `llmops train` (a subprocess locally, a GPU pod on Kubernetes). Checkpoints live in a
+   folder keyed by DAG id and run id and the step always resumes (`--resume auto`), so a retried or
+   preempted task continues instead of starting over.
+4. `evaluate_candidate` and `evaluate_champion` run lm-eval on the domain tasks; `gate` compares them
+   with paired tests and Holm correction (`gate_policy`); a rejection skips promotion and deployment,
+   with the reasons in the task log.
+5. `register` records the version in MLflow with its lineage (alias `challenger`); `promote` moves
+   `champion` to it and emits `llmops_model`.
+6. `render_manifests` renders and validates the vLLM manifests for the new version; `smoke_test`
+   (local mode) loads it and answers a prompt; `deploy` makes it live (GitOps pointer, and server-side
+   apply with rollout wait and rollback in mode kubernetes).
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
+from llmops.settings import join_uri
 from llmops.training.config import param_spec
 from llmops.training.inputs import run_locations
 from llmops_operators import airflow_settings, step_operator
-from llmops_operators.assets import CORPUS, RETRAIN
+from llmops_operators.assets import CORPUS, MODEL, RETRAIN
+from llmops_operators.deploy import DeployManifestsOperator
+from llmops_operators.evaluation import gate_tasks
+from llmops_operators.triggers import retrain_trigger
 
 settings = airflow_settings()
 RUN_KEY = "{{ run_id | replace(':', '-') | replace('+', '-') }}"
 """The run id made safe for paths and S3 keys (it contains ':' and '+')."""
 locations = run_locations(settings, "{{ dag.dag_id }}", RUN_KEY)
+TRIGGER = "{{ ti.xcom_pull(task_ids='check_trigger')['trigger'] }}"
+PROMOTED = "ti.xcom_pull(task_ids='promote')"
+VERSION_URI = "models:/{{ " + PROMOTED + "['registered_model_name'] }}/{{ " + PROMOTED + "['version'] }}"
 
 
 def _param(key: str, title: str) -> Param:
@@ -38,13 +51,16 @@ def _param(key: str, title: str) -> Param:
 
 with DAG(
     dag_id="llmops_finetune",
-    description="LoRA fine-tuning of the assistant model (checkpointed, resumable, tracked in MLflow)",
+    description="Fine-tune a LoRA adapter, gate it against the champion, register, promote and deploy it",
     doc_md=__doc__,
-    schedule=(CORPUS | RETRAIN),
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(settings.retrain_schedule, timezone="UTC"),
+        assets=(CORPUS | RETRAIN),
+    ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    tags=["llmops", "training"],
+    tags=["llmops", "training", "evaluation", "deployment"],
     params={
         "base_model": Param(
             settings.base_model_uri,
@@ -76,11 +92,44 @@ with DAG(
             minimum=0,
             maximum=16,
             title="GPUs",
-            description="GPUs of the training pod (mode kubernetes); more than one trains with torchrun/DDP. "
-            "Ignored in mode local.",
+            description="GPUs of the training and evaluation pods (mode kubernetes); more than one trains "
+            "with torchrun/DDP. Ignored in mode local.",
+        ),
+        "eval_limit": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=100000,
+            title="Evaluation samples per task",
+            description="0: every sample. Fewer samples make a gain harder to prove (the gate then rejects).",
+        ),
+        "gate_policy": Param(
+            settings.gate_policy,
+            type="string",
+            minLength=1,
+            title="Gate policy",
+            description="Gate policy YAML (relative to the checkout, absolute, or s3://): per metric a floor, "
+            "the largest regression allowed against the champion, and the confidence level.",
+        ),
+        "deploy_config": Param(
+            settings.deploy_config_file,
+            type="string",
+            minLength=1,
+            title="Deployment config",
+            description="vLLM deployment config YAML (relative to the checkout, absolute, or s3://); "
+            "examples/gpu/deploy.yaml shows every field.",
+        ),
+        "deploy_apply": Param(
+            settings.deploy_apply,
+            type="string",
+            enum=["auto", "true", "false"],
+            title="Apply to the cluster",
+            description="auto: server-side apply in mode kubernetes, GitOps folder only in mode local; "
+            "false: only move the GitOps pointer (Argo CD or Flux applies); true: always apply.",
         ),
     },
 ) as dag:
+    check = retrain_trigger(task_id="check_trigger")
 
     @task(multiple_outputs=False)
     def resolve_inputs(params=None) -> dict:
@@ -115,4 +164,33 @@ with DAG(
             "--set", "max_seq_len={{ params.max_seq_len }}",
         ],
     )
-    inputs >> train
+    check >> inputs >> train
+
+    evaluation = gate_tasks(
+        eval_root=join_uri(settings.runs, "{{ dag.dag_id }}", RUN_KEY, "eval"),
+        policy="{{ params.gate_policy }}",
+        gpus="{{ params.gpus }}",
+        limit="{{ params.eval_limit }}",
+        promote_outlets=[MODEL],
+        trigger=TRIGGER,
+        settings=settings,
+    )
+    train >> [evaluation["evaluate_candidate"], evaluation["evaluate_champion"]]
+
+    render = step_operator(
+        task_id="render_manifests",
+        step="render",
+        arguments=["--model-uri", VERSION_URI, "--config", "{{ params.deploy_config }}"],
+    )
+    deploy = DeployManifestsOperator(
+        task_id="deploy",
+        manifests_uri="{{ ti.xcom_pull(task_ids='render_manifests')['manifests_uri'] }}",
+        apply="{{ params.deploy_apply }}",
+        execution_timeout=pendulum.duration(hours=2),
+    )
+    if settings.mode == "local":
+        # No cluster to roll out to: load the registered version (base + adapter) and answer a prompt.
+        smoke = step_operator(task_id="smoke_test", step="smoke", arguments=["--model-uri", VERSION_URI])
+        evaluation["promote"] >> render >> smoke >> deploy
+    else:
+        evaluation["promote"] >> render >> deploy

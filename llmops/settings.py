@@ -210,6 +210,20 @@ class Settings(BaseModel):
     retrain_cooldown_hours: float = Field(default=24.0, ge=0)
     """At most one drift-triggered retrain per this many hours; later drift events are recorded and skipped."""
 
+    retrain_schedule: str = "0 3 * * 0"
+    """Cron of the scheduled retrain (besides new corpus snapshots and drift events); UTC."""
+
+    gate_policy: str = "examples/local/gate.yaml"
+    """Gate policy file (a path relative to the checkout, an absolute path or `s3://`)."""
+
+    deploy_config: str | None = None
+    """Deployment config of the lifecycle DAG. Default: `examples/local/deploy.yaml` in mode local,
+    `examples/gpu/deploy.yaml` in mode kubernetes."""
+
+    deploy_apply: Literal["auto", "true", "false"] = "auto"
+    """`auto`: server-side apply in mode kubernetes, GitOps folder only in mode local; `false`: only write
+    the GitOps folder (Argo CD or Flux applies); `true`: always apply."""
+
     # --- drift monitoring --------------------------------------------------------------------------
     drift_reference_uri: str | None = None
     """Reference sample of the drift monitor: training-data files (`finetune.jsonl`, a folder of JSONL or
@@ -291,6 +305,12 @@ class Settings(BaseModel):
     @property
     def manifests(self) -> str:
         return self.manifests_uri or self._under_root("manifests")
+
+    @property
+    def deploy_config_file(self) -> str:
+        if self.deploy_config:
+            return self.deploy_config
+        return "examples/gpu/deploy.yaml" if self.mode == "kubernetes" else "examples/local/deploy.yaml"
 
     @property
     def state(self) -> str:

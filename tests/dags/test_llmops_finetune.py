@@ -1,5 +1,6 @@
-"""The fine-tune DAG: Params with bounds, a run-keyed checkpoint location, and a real dag.test() in
-local mode (tiny model, a few steps)."""
+"""The lifecycle DAG: Params with bounds, a run-keyed checkpoint location, and real dag.test() runs in
+local mode (tiny model, a few steps): first through promotion and deployment, then a rejection that
+skips deployment."""
 
 from __future__ import annotations
 
@@ -10,13 +11,19 @@ import pytest
 
 from tests.conftest import task_states
 
+LIFECYCLE = [
+    "check_trigger", "resolve_inputs", "train", "evaluate_candidate", "evaluate_champion", "gate",
+    "register", "promote", "render_manifests", "smoke_test", "deploy",
+]
+
 
 @pytest.fixture(scope="module")
-def tiny_inputs(tmp_path_factory):
+def tiny_inputs(data_root):
     from llmops.sample_data import write_sample_data
     from llmops.training.base_model import build_base_model
 
-    root = tmp_path_factory.mktemp("finetune-dag")
+    # Under the data root: the local deployment config serves weights from a PVC mirroring it.
+    root = Path(data_root) / "finetune-dag-test"
     write_sample_data(root / "sample")
     return build_base_model(root / "tiny-llama", pretrain_steps=0), root / "sample" / "finetune.jsonl"
 
@@ -24,9 +31,10 @@ def tiny_inputs(tmp_path_factory):
 def test_params_and_wiring(dagbag):
     dag = dagbag.get_dag("llmops_finetune")
     assert dag is not None, dagbag.import_errors
-    assert [t.task_id for t in dag.topological_sort()] == ["resolve_inputs", "train"]
+    assert [t.task_id for t in dag.topological_sort()] == LIFECYCLE
     for name in ("base_model", "dataset", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate",
-                 "max_steps", "epochs", "batch_size", "max_seq_len", "gpus"):
+                 "max_steps", "epochs", "batch_size", "max_seq_len", "gpus", "eval_limit", "gate_policy",
+                 "deploy_config", "deploy_apply"):
         param = dag.params.get_param(name)
         schema = param.schema
         assert schema.get("title") and (schema.get("description") or param.description), name
@@ -37,24 +45,46 @@ def test_params_and_wiring(dagbag):
     assert args[args.index("--resume") + 1] == "auto"
     out = args[args.index("--output-dir") + 1]
     assert "{{ dag.dag_id }}" in out and "run_id" in out and out.endswith("/train")
+    # A gate rejection (skip) must skip promotion and everything after it.
+    assert "gate" in dag.get_task("promote").upstream_task_ids
+    assert dag.get_task("check_trigger").downstream_task_ids == {"resolve_inputs"}
 
 
 @pytest.mark.slow
-def test_dag_trains_in_local_mode(run_dag, tiny_inputs, data_root):
+def test_lifecycle_promotes_then_a_no_better_candidate_skips_deployment(run_dag, tiny_inputs, data_root, tmp_path):
     model, dataset = tiny_inputs
-    dr = run_dag(
-        "llmops_finetune",
-        conf={"base_model": str(model), "dataset": str(dataset), "max_steps": 3, "batch_size": 4, "lora_r": 4,
-              "target_modules": ["q_proj", "v_proj"]},
+    lenient = tmp_path / "floors-only.yaml"
+    lenient.write_text(
+        "confidence: 0.95\nallow_equal: true\nmetrics:\n"
+        "  - {task: larkspur_mc, metric: acc, floor: 0.0, max_regression: 0.0}\n"
     )
+    conf = {"base_model": str(model), "dataset": str(dataset), "max_steps": 3, "batch_size": 4, "lora_r": 4,
+            "target_modules": ["q_proj", "v_proj"], "eval_limit": 12, "gate_policy": str(lenient)}
+
+    # First run: no champion yet, so the floors alone decide; the version is promoted and deployed.
+    dr = run_dag("llmops_finetune", conf=conf)
     states = task_states(dr)
-    assert states == {"resolve_inputs": "success", "train": "success"}, states
-    ti = next(t for t in dr.get_task_instances() if t.task_id == "train")
-    summary = ti.xcom_pull(task_ids="train")
+    assert states == {**dict.fromkeys(LIFECYCLE, "success"), "evaluate_champion": "skipped"}, states
+    ti = {t.task_id: t for t in dr.get_task_instances()}
+    summary = ti["train"].xcom_pull(task_ids="train")
     assert summary["steps"] == 3 and summary["base_model"] == str(model)
     run_key = dr.run_id.replace(":", "-").replace("+", "-")
     out = Path(data_root) / "runs" / "llmops_finetune" / run_key / "train"
     assert summary["adapter_dir"] == str(out / "adapter")
     assert json.loads((out / "adapter" / "adapter_config.json").read_text())["r"] == 4
     assert (out / "checkpoints" / "step-000003" / "COMPLETE.json").exists()
-    assert summary["mlflow_run_id"]
+    promoted = ti["promote"].xcom_pull(task_ids="promote")
+    rendered = ti["render_manifests"].xcom_pull(task_ids="render_manifests")
+    assert rendered["version"] == promoted["version"]
+    assert Path(rendered["manifests_uri"], "deployment.yaml").exists()
+    assert ti["smoke_test"].xcom_pull(task_ids="smoke_test")["generate_s"] > 0
+    registered = ti["register"].xcom_pull(task_ids="register")
+    assert registered["version"] == promoted["version"]
+
+    # Second run, strict policy (a significant gain is required): the same recipe is not better than
+    # the champion, so the gate rejects and nothing is promoted or deployed.
+    strict = {**conf, "gate_policy": "examples/local/gate.yaml"}
+    dr = run_dag("llmops_finetune", conf=strict)
+    states = task_states(dr)
+    assert states["evaluate_champion"] == "success" and states["register"] == "success", states
+    assert {states[t] for t in ("gate", "promote", "render_manifests", "smoke_test", "deploy")} == {"skipped"}, states
