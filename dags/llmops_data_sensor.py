@@ -23,7 +23,7 @@ settings = airflow_settings()
 
 with DAG(
     dag_id="llmops_data_sensor",
-    schedule="*/5 * * * *",
+    schedule=settings.schedule_of(settings.landing_schedule),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -30,7 +30,7 @@ settings = airflow_settings()
 
 with DAG(
     dag_id="llmops_drift",
-    schedule=settings.drift_schedule,
+    schedule=settings.schedule_of(settings.drift_schedule),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -102,7 +102,7 @@ with DAG(
             "--reference", "{{ params.reference_uri }}",
             "--current", "{{ params.traffic_uri }}",
             "--window-hours", "{{ params.window_hours }}",
-            "--until", "{{ (data_interval_end or dag_run.run_after).isoformat() }}",
+            "--until", "{{ (dag_run.data_interval_end or dag_run.run_after).isoformat() }}",
             "--alpha", "{{ params.alpha }}",
             "--min-samples", "{{ params.min_samples }}",
             "--max-samples", "{{ params.max_samples }}",

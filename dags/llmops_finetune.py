@@ -2,7 +2,7 @@
 ### Fine-tune, gate, register and deploy (the lifecycle DAG)
 
 Runs when a new corpus snapshot lands (`llmops_corpus`), when the drift monitor asks for a retrain
-(`llmops_retrain`), on a weekly cron (setting `retrain_schedule`), or by hand; one run at a time.
+(`llmops_retrain`), on a weekly cron (setting `retrain_schedule`; `none` turns it off), or by hand; one run at a time.
 
 1. `check_trigger` records why the run started and enforces the drift cooldown: at most one
    drift-triggered retrain per `retrain_cooldown_hours`; a held-back trigger is recorded with its reason
@@ -53,9 +53,13 @@ with DAG(
     dag_id="llmops_finetune",
     description="Fine-tune a LoRA adapter, gate it against the champion, register, promote and deploy it",
     doc_md=__doc__,
-    schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(settings.retrain_schedule, timezone="UTC"),
-        assets=(CORPUS | RETRAIN),
+    schedule=(
+        AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable(settings.retrain_schedule, timezone="UTC"),
+            assets=(CORPUS | RETRAIN),
+        )
+        if settings.schedule_of(settings.retrain_schedule)
+        else (CORPUS | RETRAIN)
     ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,

@@ -31,6 +31,8 @@ from llmops.exceptions import ConfigError
 ENV_PREFIX = "LLMOPS_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+CRON = re.compile(r"^[0-9A-Za-z*/,?#LW-]+( +[0-9A-Za-z*/,?#LW-]+){4,5}$")
+CRON_PRESETS = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
 
 
@@ -186,6 +188,9 @@ class Settings(BaseModel):
     landing_poke_interval_s: int = Field(default=60, ge=5)
     """How often the landing sensor looks for documents."""
 
+    landing_schedule: str = "*/5 * * * *"
+    """Schedule of the landing sensor DAG (cron or preset); `none`: only manual runs."""
+
     landing_timeout_s: int = Field(default=240, ge=10)
     """How long one sensor run waits for documents before it is skipped (keep it below the schedule)."""
 
@@ -211,7 +216,8 @@ class Settings(BaseModel):
     """At most one drift-triggered retrain per this many hours; later drift events are recorded and skipped."""
 
     retrain_schedule: str = "0 3 * * 0"
-    """Cron of the scheduled retrain (besides new corpus snapshots and drift events); UTC."""
+    """Cron of the scheduled retrain (besides new corpus snapshots and drift events), UTC; `none`: only
+    corpus snapshots, drift events and manual runs start it."""
 
     gate_policy: str = "examples/local/gate.yaml"
     """Gate policy file (a path relative to the checkout, an absolute path or `s3://`)."""
@@ -230,7 +236,7 @@ class Settings(BaseModel):
     Parquet) or a preprocessing output folder. Default: `<data_root>/sample/finetune.jsonl`."""
 
     drift_schedule: str = "@hourly"
-    """Schedule of the drift DAG (a cron expression or preset such as `@hourly`)."""
+    """Schedule of the drift DAG (a cron expression or preset such as `@hourly`); `none`: only manual runs."""
 
     drift_reports_uri: str | None = None
     """Folder of drift reports, one sub-folder per check (each HTML report plots the history of this
@@ -250,6 +256,16 @@ class Settings(BaseModel):
             raise ValueError("must be a DNS-1123 label: lower-case letters, digits and '-', at most 63 characters")
         return value
 
+    @field_validator("landing_schedule", "drift_schedule", "retrain_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() == "none" or value in CRON_PRESETS:
+            return value.lower() if value.lower() == "none" else value
+        if not CRON.match(value):
+            raise ValueError(f"{value!r} is not a cron expression, a preset such as '@hourly', or 'none'")
+        return value
+
     @field_validator("step_cpu", "step_memory")
     @classmethod
     def _quantity(cls, value: str) -> str:
@@ -266,6 +282,11 @@ class Settings(BaseModel):
         return self
 
     # --- derived locations -------------------------------------------------------------------------
+
+    @staticmethod
+    def schedule_of(value: str) -> str | None:
+        """A schedule setting as a DAG's `schedule`: `none` becomes None (manual runs only)."""
+        return None if value == "none" else value
 
     def _under_root(self, *parts: str) -> str:
         return join_uri(self.data_root, *parts)

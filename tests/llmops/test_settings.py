@@ -38,6 +38,7 @@ def test_json_fields_from_env():
         ({"LLMOPS_CHUNK_SIZE": "100", "LLMOPS_CHUNK_OVERLAP": "100"}, "chunk_overlap (100) must be smaller"),
         ({"LLMOPS_TOLERATIONS": "[not json"}, "not valid JSON"),
         ({"LLMOPS_STEP_MEMORY": "lots"}, "Kubernetes quantity"),
+        ({"LLMOPS_DRIFT_SCHEDULE": "every hour"}, "not a cron expression"),
     ],
 )
 def test_bad_values_name_field_value_and_fix(env, fragment):
@@ -67,3 +68,11 @@ def test_markdown_table_lists_every_setting():
     table = settings_markdown()
     for name in Settings.model_fields:
         assert f"`LLMOPS_{name.upper()}`" in table
+
+
+def test_schedules_accept_cron_presets_and_none():
+    s = load_settings(environ={"LLMOPS_DRIFT_SCHEDULE": "*/15 * * * *", "LLMOPS_LANDING_SCHEDULE": "None",
+                               "LLMOPS_RETRAIN_SCHEDULE": "@daily"})
+    assert s.schedule_of(s.drift_schedule) == "*/15 * * * *"
+    assert s.schedule_of(s.landing_schedule) is None
+    assert s.schedule_of(s.retrain_schedule) == "@daily"
