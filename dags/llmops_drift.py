@@ -56,7 +56,7 @@ with DAG(
             24.0,
             type="number",
             title="Window (hours)",
-            description="Compare the traffic of the last N hours before the run's time; 0 = all traffic.",
+            description="Compare the traffic of the last N hours before the run's time; 0 = all traffic up to the run's time.",
             minimum=0,
             maximum=24 * 90,
         ),

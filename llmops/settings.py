@@ -152,7 +152,8 @@ class Settings(BaseModel):
     """PriorityClass of GPU pods."""
 
     checkpoint_pvc: str | None = None
-    """PVC mounted at `/checkpoints` in training pods; checkpoints go to `s3://` when unset."""
+    """PVC mounted at `/checkpoints` in training pods; when unset, checkpoints go under `runs_uri` (use an
+    `s3://` data root or runs URI in mode kubernetes)."""
 
     model_cache_pvc: str | None = None
     """PVC mounted at `/models` (model cache) in training, evaluation and serving pods."""
@@ -162,6 +163,10 @@ class Settings(BaseModel):
 
     hf_token_secret: str | None = None
     """Secret with an `HF_TOKEN` key for gated hub models."""
+
+    milvus_token_secret: str | None = None
+    """Secret with a `MILVUS_TOKEN` key (`user:password` or an API key) for a Milvus server that requires
+    authentication; exposed to the Spark job and step pods by reference."""
 
     mlflow_credentials_secret: str | None = None
     """Secret with `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD` keys."""
@@ -279,6 +284,27 @@ class Settings(BaseModel):
             raise ValueError(
                 f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _shared_locations_in_kubernetes(self) -> Settings:
+        """Pods and Airflow workers share data only through object storage (or a server): a local folder
+        of the scheduler's machine would silently lose checkpoints, adapters and snapshots."""
+        if self.mode != "kubernetes":
+            return self
+        # Locations derived from a local data_root; one set explicitly (a shared mount) is the user's call.
+        derived = ("landing_uri", "processed_uri", "runs_uri", "state_uri", "manifests_uri", "traffic_uri")
+        local = [] if self.data_root.startswith("s3://") else [n for n in derived if getattr(self, n) is None]
+        problems = []
+        if local:
+            problems.append(
+                f"{', '.join(local)} default to local folders under data_root = {self.data_root!r}; set data_root "
+                "(LLMOPS_DATA_ROOT) to an s3:// prefix, or each of these to an s3:// URI"
+            )
+        if not self.mlflow_tracking_uri:
+            problems.append("mlflow_tracking_uri is unset (a local SQLite file); set it to the tracking server's URL")
+        if problems:
+            raise ValueError("mode kubernetes needs storage that pods share: " + "; ".join(problems))
         return self
 
     # --- derived locations -------------------------------------------------------------------------
@@ -469,7 +495,7 @@ def settings_markdown() -> str:
         elif field.default_factory is not None:
             default = f"`{field.default_factory()}`"
         elif field.default is None:
-            default = "derived"
+            default = "see description" if "Default:" in (field.description or "") else "unset"
         else:
             default = f"`{field.default}`"
         doc = " ".join((field.description or "").split())

@@ -17,7 +17,9 @@ CORPUS = Asset(name="llmops_corpus", uri="llmops://corpus")
 """A new corpus snapshot (Parquet + vector store). extra: `snapshot_id`, `output_uri`, `chunks`."""
 
 RETRAIN = Asset(name="llmops_retrain", uri="llmops://retrain")
-"""Significant drift in inference traffic. extra: `report_uri`, `p_value_mmd`, `p_value_classifier`."""
+"""Significant drift in inference traffic. extra: `report_uri`, `report_json_uri`, `p_value` (the
+verdict's), `p_value_mmd`, `p_value_classifier`, `alpha`, `n_reference`, `n_current`, `mlflow_run_id`,
+`created_at`."""
 
 MODEL = Asset(name="llmops_model", uri="llmops://model")
 """A model version promoted to champion. extra: `model_uri`, `version`."""

@@ -42,6 +42,10 @@ def step_command(step: str | Sequence[str], arguments: Sequence[str], summary_pa
     return cmd
 
 
+SKIPPED_SUMMARY = "skipped_summary"
+"""XCom key of the summary of a step that exited with a skip code (e.g. a rejecting gate's report)."""
+
+
 def normalize_exit_codes(codes: int | Container[int] | None) -> tuple[int, ...]:
     if codes is None:
         return ()

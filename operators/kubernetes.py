@@ -44,6 +44,8 @@ def step_secrets(settings: Settings) -> list[Secret]:
             secrets.append(Secret("env", key, settings.s3_credentials_secret, key))
     if settings.hf_token_secret:
         secrets.append(Secret("env", "HF_TOKEN", settings.hf_token_secret, "HF_TOKEN"))
+    if settings.milvus_token_secret:
+        secrets.append(Secret("env", "MILVUS_TOKEN", settings.milvus_token_secret, "MILVUS_TOKEN"))
     if settings.mlflow_credentials_secret:
         for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             secrets.append(Secret("env", key, settings.mlflow_credentials_secret, key))

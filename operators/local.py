@@ -17,7 +17,13 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
 from llmops.settings import Settings
-from llmops_operators.base import attach_summary_to_outlets, normalize_exit_codes, step_command, step_words
+from llmops_operators.base import (
+    SKIPPED_SUMMARY,
+    attach_summary_to_outlets,
+    normalize_exit_codes,
+    step_command,
+    step_words,
+)
 
 KILL_GRACE_S = 30
 """Seconds between SIGTERM and SIGKILL when the task is killed (training checkpoints in between)."""
@@ -94,6 +100,10 @@ class LocalStepOperator(BaseOperator):
             last = "\n".join(tail)
             name = " ".join(self.step)
             if code in self.skip_on_exit_code:
+                if summary_path and Path(summary_path).exists():
+                    # Not the return value (downstream templates read that as "the step ran"); the plugin's
+                    # links read it, e.g. the report of a rejecting gate.
+                    context["ti"].xcom_push(key=SKIPPED_SUMMARY, value=json.loads(Path(summary_path).read_text()))
                 raise AirflowSkipException(f"llmops {name} exited {code}; skipping downstream. Last output:\n{last}")
             if code != 0:
                 raise AirflowException(f"llmops {name} failed with exit code {code}. Last output:\n{last}")

@@ -70,14 +70,23 @@ def report_url(uri: str) -> str:
 
 
 def step_summary(ti_key: TaskInstanceKey) -> dict[str, Any] | None:
-    """The task instance's XCom `return_value`, read from the metadata database (API server side)."""
+    """The task instance's XCom `return_value` (or, for a step that skipped, its `skipped_summary`), read
+    from the metadata database (API server side)."""
+    for key in ("return_value", "skipped_summary"):
+        value = _xcom(ti_key, key)
+        if value is not None:
+            return value
+    return None
+
+
+def _xcom(ti_key: TaskInstanceKey, key: str) -> dict[str, Any] | None:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
         row = session.execute(
             XComModel.get_many(
-                key="return_value",
+                key=key,
                 run_id=ti_key.run_id,
                 dag_ids=ti_key.dag_id,
                 task_ids=ti_key.task_id,

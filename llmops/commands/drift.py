@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--permutations", type=int, default=500, help="permutations for the p-values (default 500)")
     p.add_argument("--seed", type=int, default=0, help="seed of subsampling, permutations and folds (default 0)")
     p.add_argument("--window-hours", type=float, default=0.0,
-                   help="only current records from the last H hours before --until (default 0: all records)")
+                   help="only current records from the last H hours before --until (default 0: every record up to --until)")
     p.add_argument("--until", type=_optional_time, default=None,
                    help="end of the window, ISO 8601 (the DAG passes the run's time); also the report's time stamp")
     p.add_argument("--field", choices=["prompt", "completion", "both"], default="prompt",

@@ -25,6 +25,8 @@ def secret_env(settings: Settings) -> list[dict[str, Any]]:
         refs += [(k, settings.s3_credentials_secret, k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
     if settings.hf_token_secret:
         refs.append(("HF_TOKEN", settings.hf_token_secret, "HF_TOKEN"))
+    if settings.milvus_token_secret:
+        refs.append(("MILVUS_TOKEN", settings.milvus_token_secret, "MILVUS_TOKEN"))
     return [{"name": n, "valueFrom": {"secretKeyRef": {"name": s, "key": k}}} for n, s, k in refs]
 
 

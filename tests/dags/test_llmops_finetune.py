@@ -88,3 +88,7 @@ def test_lifecycle_promotes_then_a_no_better_candidate_skips_deployment(run_dag,
     states = task_states(dr)
     assert states["evaluate_champion"] == "success" and states["register"] == "success", states
     assert {states[t] for t in ("gate", "promote", "render_manifests", "smoke_test", "deploy")} == {"skipped"}, states
+    # The rejecting gate's report stays reachable (the plugin's "Report" link reads this XCom).
+    gate = next(t for t in dr.get_task_instances() if t.task_id == "gate")
+    rejected = gate.xcom_pull(task_ids="gate", key="skipped_summary")
+    assert rejected["report_uri"].endswith("gate.json") and gate.xcom_pull(task_ids="gate") is None

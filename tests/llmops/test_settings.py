@@ -53,7 +53,7 @@ def test_unknown_setting_is_rejected():
 
 
 def test_env_round_trip():
-    s = load_settings(environ={}, mode="kubernetes", kueue_queue="q", tolerations=[{"key": "a"}])
+    s = load_settings(environ={}, mode="kubernetes", data_root="s3://b/llmops", mlflow_tracking_uri="http://mlflow:5000", kueue_queue="q", tolerations=[{"key": "a"}])
     again = load_settings(environ=s.to_env())
     assert again.model_dump() == {**s.model_dump(), "data_root": again.data_root}
 
@@ -76,3 +76,14 @@ def test_schedules_accept_cron_presets_and_none():
     assert s.schedule_of(s.drift_schedule) == "*/15 * * * *"
     assert s.schedule_of(s.landing_schedule) is None
     assert s.schedule_of(s.retrain_schedule) == "@daily"
+
+
+def test_kubernetes_mode_refuses_local_storage_that_pods_cannot_share():
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={"LLMOPS_MODE": "kubernetes", "LLMOPS_DATA_ROOT": "/srv/llmops"})
+    message = str(err.value)
+    assert "runs_uri" in message and "data_root = '/srv/llmops'" in message and "s3://" in message
+    assert "mlflow_tracking_uri is unset" in message
+    ok = load_settings(environ={"LLMOPS_MODE": "kubernetes", "LLMOPS_DATA_ROOT": "s3://b/llmops",
+                                "LLMOPS_MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+    assert ok.runs == "s3://b/llmops/runs"

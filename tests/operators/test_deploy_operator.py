@@ -37,7 +37,7 @@ def test_local_mode_only_moves_the_live_pointer(tmp_path):
 
 
 def test_kubernetes_mode_applies_through_the_hooks_api_client(tmp_path):
-    settings = Settings(mode="kubernetes", kubernetes_conn_id="k8s_prod")
+    settings = Settings(mode="kubernetes", data_root="s3://b/llmops", mlflow_tracking_uri="http://mlflow:5000", kubernetes_conn_id="k8s_prod")
     op = DeployManifestsOperator(task_id="deploy", manifests_uri=_folder(tmp_path, CHAMPION), settings=settings)
     with (
         mock.patch("airflow.providers.cncf.kubernetes.hooks.kubernetes.KubernetesHook") as hook,
@@ -61,7 +61,7 @@ def test_failed_rollout_fails_the_task_with_the_reason_after_rolling_back(tmp_pa
     cluster = FakeCluster(
         health=lambda obj: "pull" if obj["spec"]["template"]["metadata"]["labels"]["llmops.dev/version"] == "4" else "ok"
     )
-    settings = Settings(mode="kubernetes")
+    settings = Settings(mode="kubernetes", data_root="s3://b/llmops", mlflow_tracking_uri="http://mlflow:5000")
     with (
         mock.patch.object(DeployManifestsOperator, "kube_api", return_value=cluster),
         mock.patch("llmops.deploy.apply.Clock", lambda: Clock(fake.now, fake.sleep)),

@@ -50,7 +50,7 @@ def test_wiring_trigger_rules_and_arguments():
 def test_kubernetes_mode_runs_evaluations_as_gpu_pods():
     from llmops_operators.kubernetes import KubernetesStepOperator
 
-    settings = load_settings(mode="kubernetes")
+    settings = load_settings(mode="kubernetes", data_root="s3://b/llmops", mlflow_tracking_uri="http://mlflow:5000")
     _, t = _build("llmops_test_gate_k8s", eval_root="s3://b/eval/{{ run_id }}", policy="/etc/llmops/gate.yaml",
                   settings=settings, gpus=1)
     assert isinstance(t["evaluate_candidate"], KubernetesStepOperator)

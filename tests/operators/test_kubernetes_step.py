@@ -17,6 +17,7 @@ def k8s_settings(**extra):
         environ={},
         mode="kubernetes",
         data_root="s3://llmops-data",
+        mlflow_tracking_uri="http://mlflow:5000",
         namespace="ml-train",
         tolerations=[TOLERATION],
         node_selector={"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"},

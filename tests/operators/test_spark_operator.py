@@ -21,7 +21,7 @@ def _crds(monkeypatch):
 
 def k8s_settings(tmp_path):
     return load_settings(
-        environ={}, mode="kubernetes", namespace="ml-data", image="registry.example/worker:7",
+        environ={}, mode="kubernetes", data_root="s3://b/llmops", mlflow_tracking_uri="http://mlflow:5000", namespace="ml-data", image="registry.example/worker:7",
         state_uri=str(tmp_path / "state"), s3_credentials_secret="s3-creds", spark_executor_instances=3,
     )
 

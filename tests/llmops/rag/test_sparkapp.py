@@ -20,6 +20,8 @@ def _crds(monkeypatch):
 def settings(**kw):
     base = {
         "mode": "kubernetes",
+        "data_root": "s3://b/llmops",
+        "mlflow_tracking_uri": "http://mlflow:5000",
         "namespace": "ml-data",
         "service_account": "spark-runner",
         "image": "registry.example/llmops/worker:1.2.3",

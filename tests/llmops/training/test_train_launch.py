@@ -87,8 +87,8 @@ def test_run_locations_keyed_by_dag_and_run():
     local = run_locations(load_settings(environ={}, data_root="/data"), "llmops_finetune", "manual-1")
     assert local == {"output_dir": "/data/runs/llmops_finetune/manual-1/train",
                      "checkpoint_dir": "/data/runs/llmops_finetune/manual-1/train/checkpoints"}
-    pvc = run_locations(load_settings(environ={}, mode="kubernetes", data_root="s3://b/llmops",
+    pvc = run_locations(load_settings(environ={}, mode="kubernetes", data_root="s3://b/llmops", mlflow_tracking_uri="http://mlflow:5000",
                                       checkpoint_pvc="ckpt"), "d", "r")
     assert pvc == {"output_dir": "s3://b/llmops/runs/d/r/train", "checkpoint_dir": "/checkpoints/d/r"}
-    s3 = run_locations(load_settings(environ={}, mode="kubernetes", data_root="s3://b/llmops"), "d", "r")
+    s3 = run_locations(load_settings(environ={}, mode="kubernetes", data_root="s3://b/llmops", mlflow_tracking_uri="http://mlflow:5000"), "d", "r")
     assert s3["checkpoint_dir"] == "s3://b/llmops/runs/d/r/train/checkpoints"
