@@ -101,7 +101,7 @@ class LocalAirflow:
                 health = self.get("/api/v2/monitor/health")
                 if all(health.get(c, {}).get("status") == "healthy" for c in ("scheduler", "triggerer", "dag_processor")):
                     return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError, AirflowError):
                 pass
             time.sleep(2)
         self.stop()
@@ -126,14 +126,24 @@ class LocalAirflow:
 
     # --- REST --------------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, body: dict | None = None) -> Any:
+    def _request(self, method: str, path: str, body: dict | None = None, attempts: int = 5) -> Any:
+        """One API call. A 5xx is retried: on SQLite the API server's reads can collide with the
+        scheduler's writes ("database is locked"); the last one raises with the server's message."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            text = resp.read().decode()
-        return json.loads(text) if text else None
+        for attempt in range(1, attempts + 1):
+            req = urllib.request.Request(
+                self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    text = resp.read().decode()
+                return json.loads(text) if text else None
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500 or attempt == attempts:
+                    detail = exc.read().decode(errors="replace")[:1000]
+                    raise AirflowError(f"{method} {path}: HTTP {exc.code} {exc.reason}: {detail}") from exc
+                time.sleep(2 * attempt)
+        raise AssertionError("unreachable")
 
     def get(self, path: str) -> Any:
         return self._request("GET", path)
@@ -194,8 +204,8 @@ class LocalAirflow:
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         try:
             entry = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
+        except AirflowError as exc:
+            if isinstance(exc.__cause__, urllib.error.HTTPError) and exc.__cause__.code == 404:
                 return None
             raise
         value = entry.get("value")
