@@ -265,9 +265,9 @@ class Settings(BaseModel):
     @classmethod
     def _schedule(cls, value: str) -> str:
         value = value.strip()
-        if value.lower() == "none" or value in CRON_PRESETS:
-            return value.lower() if value.lower() == "none" else value
-        if not CRON.match(value):
+        if value.lower() == "none":
+            return "none"
+        if value not in CRON_PRESETS and not CRON.match(value):
             raise ValueError(f"{value!r} is not a cron expression, a preset such as '@hourly', or 'none'")
         return value
 

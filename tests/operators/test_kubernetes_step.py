@@ -27,6 +27,7 @@ def k8s_settings(**extra):
         model_cache_pvc="llmops-models",
         s3_credentials_secret="s3-creds",
         hf_token_secret="hf-token",
+        milvus_token_secret="milvus-auth",
         **extra,
     )
 
@@ -74,6 +75,7 @@ def test_gpu_pod_from_param_validates():
     assert env["LLMOPS_GPUS"]["value"] == "2"
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "s3-creds", "key": "AWS_ACCESS_KEY_ID"}
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "hf-token"
+    assert env["MILVUS_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "milvus-auth", "key": "MILVUS_TOKEN"}
     assert env["HF_HOME"]["value"].startswith("/models")
     assert not any("value" in e and e["name"].startswith("AWS_SECRET") for e in main["env"])
 

@@ -30,6 +30,7 @@ def settings(**kw):
         "spark_executor_memory": "6g",
         "spark_driver_memory": "3g",
         "s3_credentials_secret": "s3-credentials",
+        "milvus_token_secret": "milvus-auth",
     }
     base.update(kw)
     return load_settings(environ={}, **base)
@@ -59,6 +60,7 @@ def test_rendered_application_validates_against_the_crd():
             "valueFrom": {"secretKeyRef": {"name": "s3-credentials", "key": "AWS_SECRET_ACCESS_KEY"}},
         }
         assert "value" not in env["AWS_ACCESS_KEY_ID"]
+        assert env["MILVUS_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "milvus-auth", "key": "MILVUS_TOKEN"}}
 
 
 def test_spark_image_overrides_the_step_image_and_yaml_is_deterministic():
