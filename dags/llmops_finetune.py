@@ -29,6 +29,7 @@ from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, t
 
 from llmops.settings import join_uri
 from llmops.training.config import param_spec
+from llmops.training.inputs import RUN_KEY_TEMPLATE as RUN_KEY
 from llmops.training.inputs import run_locations
 from llmops_operators import airflow_settings, step_operator
 from llmops_operators.assets import CORPUS, MODEL, RETRAIN
@@ -37,8 +38,6 @@ from llmops_operators.evaluation import gate_tasks
 from llmops_operators.triggers import retrain_trigger
 
 settings = airflow_settings()
-RUN_KEY = "{{ run_id | replace(':', '-') | replace('+', '-') }}"
-"""The run id made safe for paths and S3 keys (it contains ':' and '+')."""
 locations = run_locations(settings, "{{ dag.dag_id }}", RUN_KEY)
 TRIGGER = "{{ ti.xcom_pull(task_ids='check_trigger')['trigger'] }}"
 PROMOTED = "ti.xcom_pull(task_ids='promote')"

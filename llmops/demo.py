@@ -31,6 +31,7 @@ from typing import Any
 
 from llmops.airflow_local import PROJECT_ROOT, AirflowError, LocalAirflow, airflow_env
 from llmops.settings import Settings, load_settings
+from llmops.training.inputs import run_key
 
 DAGS = ["llmops_data_sensor", "llmops_preprocess", "llmops_finetune", "llmops_drift"]
 DEMO_ENV = {
@@ -190,8 +191,7 @@ class Demo:
                                       f"(score {_num(hit.get('score'), 3)}): {text!r}")
 
     def gate_report(self, run: dict) -> dict[str, Any]:
-        key = run["dag_run_id"].replace(":", "-").replace("+", "-")
-        path = Path(self.settings.runs, "llmops_finetune", key, "eval", "gate.json")
+        path = Path(self.settings.runs, "llmops_finetune", run_key(run["dag_run_id"]), "eval", "gate.json")
         if not path.exists():
             return {"decision": "none", "headline": f"no gate report at {path}"}
         report = json.loads(path.read_text())

@@ -87,6 +87,15 @@ CHECKPOINT_MOUNT = "/checkpoints"
 """Where the training pod mounts the `checkpoint_pvc` volume (the operator layer mounts it there)."""
 
 
+RUN_KEY_TEMPLATE = "{{ run_id | replace(':', '-') | replace('+', '-') }}"
+"""`run_key` as a Jinja expression, for DAG templates."""
+
+
+def run_key(run_id: str) -> str:
+    """An Airflow run id made safe for paths and S3 keys (it contains ':' and '+')."""
+    return run_id.replace(":", "-").replace("+", "-")
+
+
 def run_locations(settings, dag_id: str, run_id: str) -> dict[str, str]:
     """Output and checkpoint locations of one fine-tuning DAG run, keyed by DAG id and run id so that a
     task retry finds the same checkpoints (and resumes). The ids may be Jinja expressions.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from llmops.training.inputs import run_key
 from tests.conftest import task_states
 
 LIFECYCLE = [
@@ -68,8 +69,7 @@ def test_lifecycle_promotes_then_a_no_better_candidate_skips_deployment(run_dag,
     ti = {t.task_id: t for t in dr.get_task_instances()}
     summary = ti["train"].xcom_pull(task_ids="train")
     assert summary["steps"] == 3 and summary["base_model"] == str(model)
-    run_key = dr.run_id.replace(":", "-").replace("+", "-")
-    out = Path(data_root) / "runs" / "llmops_finetune" / run_key / "train"
+    out = Path(data_root) / "runs" / "llmops_finetune" / run_key(dr.run_id) / "train"
     assert summary["adapter_dir"] == str(out / "adapter")
     assert json.loads((out / "adapter" / "adapter_config.json").read_text())["r"] == 4
     assert (out / "checkpoints" / "step-000003" / "COMPLETE.json").exists()

@@ -8,18 +8,12 @@ covered by the DAG tests)."""
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 
 from llmops.airflow_local import LocalAirflow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import _free_port
 
 
 def _wait(what: str, check, timeout: float):
