@@ -204,6 +204,17 @@ class Settings(BaseModel):
     """Fine-tuning rows: a JSONL or Parquet file or folder, local or `s3://`. Default:
     `<data_root>/sample/finetune.jsonl` (written by `llmops sample-data --out <data_root>/sample`)."""
 
+    dataset_root_uri: str | None = None
+    """Where `llmops dataset build` keeps the item cache and the dataset versions (`versions/<hash>/`,
+    `latest.json`); the lifecycle trains and evaluates on its newest version. Default: `<data_root>/datasets`."""
+
+    dataset_generator: Literal["extractive", "teacher"] = "extractive"
+    """Generator of the dataset DAG: `extractive` (deterministic items from the chunk text, no model) or
+    `teacher` (an OpenAI-compatible chat endpoint)."""
+
+    dataset_budget: int = Field(default=0, ge=0)
+    """Most chunks the dataset DAG generates items for in one build (the steered ones first); 0: no limit."""
+
     runs_uri: str | None = None
     """Where fine-tuning runs write adapters and summaries (and checkpoints unless `checkpoint_pvc` is
     set), one folder per DAG run. Default: `<data_root>/runs`."""
@@ -293,7 +304,9 @@ class Settings(BaseModel):
         if self.mode != "kubernetes":
             return self
         # Locations derived from a local data_root; one set explicitly (a shared mount) is the user's call.
-        derived = ("landing_uri", "processed_uri", "runs_uri", "state_uri", "manifests_uri", "traffic_uri")
+        derived = (
+            "landing_uri", "processed_uri", "dataset_root_uri", "runs_uri", "state_uri", "manifests_uri", "traffic_uri"
+        )
         local = [] if self.data_root.startswith("s3://") else [n for n in derived if getattr(self, n) is None]
         problems = []
         if local:
@@ -366,6 +379,10 @@ class Settings(BaseModel):
     @property
     def dataset(self) -> str:
         return self.dataset_uri or self._under_root("sample", "finetune.jsonl")
+
+    @property
+    def dataset_root(self) -> str:
+        return self.dataset_root_uri or self._under_root("datasets")
 
     @property
     def runs(self) -> str:
