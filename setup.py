@@ -1,13 +1,25 @@
 """Package layout that pyproject.toml cannot express alone.
 
-The checkout keeps the house layout (`operators/`, `plugins/` at top level), but installed they get
-names that cannot collide with other distributions: `llmops_operators`, `llmops_airflow_plugin`.
+The checkout keeps the house layout (`operators/`, `plugins/`, `k8s_templates/`, `examples/`, `spark_jobs/`
+at top level), but installed they get names that cannot collide with other distributions:
+`llmops_operators`, `llmops_airflow_plugin`, and the run-time files as package data of
+`llmops_k8s_templates`, `llmops_examples`, `llmops_spark_jobs` (read by `llmops.resources`). The same
+mapping serves `pip install -e` (setuptools' editable finder maps each name to its folder) and a wheel.
 """
 
 from setuptools import find_packages, setup
 
-core = find_packages(include=["llmops", "llmops.*"])
-operators = ["llmops_operators" + p[len("operators"):] for p in find_packages(include=["operators", "operators.*"])]
-plugin = ["llmops_airflow_plugin" + p[len("plugins"):] for p in find_packages(include=["plugins", "plugins.*"])]
+# Installed name -> folder of the checkout (also `[tool.setuptools] package-dir` in pyproject.toml).
+RENAMED = {
+    "llmops_operators": "operators",
+    "llmops_airflow_plugin": "plugins",
+    "llmops_k8s_templates": "k8s_templates",
+    "llmops_examples": "examples",
+    "llmops_spark_jobs": "spark_jobs",
+}
 
-setup(packages=core + operators + plugin)
+packages = find_packages(include=["llmops", "llmops.*"])
+for name, folder in RENAMED.items():
+    packages += [name + p[len(folder):] for p in find_packages(include=[folder, f"{folder}.*"])]
+
+setup(packages=packages)

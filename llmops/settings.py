@@ -236,11 +236,12 @@ class Settings(BaseModel):
     corpus snapshots, drift events and manual runs start it."""
 
     gate_policy: str = "examples/local/gate.yaml"
-    """Gate policy file (a path relative to the checkout, an absolute path or `s3://`)."""
+    """Gate policy file: a path, or `s3://`. A relative `examples/...` path that does not exist from the
+    working directory is the example shipped in the package (`llmops.resources`)."""
 
     deploy_config: str | None = None
-    """Deployment config of the lifecycle DAG. Default: `examples/local/deploy.yaml` in mode local,
-    `examples/gpu/deploy.yaml` in mode kubernetes."""
+    """Deployment config of the lifecycle DAG (a path or `s3://`; `examples/...` as for `gate_policy`).
+    Default: `examples/local/deploy.yaml` in mode local, `examples/gpu/deploy.yaml` in mode kubernetes."""
 
     deploy_apply: Literal["auto", "true", "false"] = "auto"
     """`auto`: server-side apply in mode kubernetes, GitOps folder only in mode local; `false`: only write

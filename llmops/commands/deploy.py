@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-GPU_EXAMPLE = PROJECT_ROOT / "examples" / "gpu" / "deploy.yaml"
+# The packaged example (`llmops.resources.resolve`), unless the working directory has a file of that name.
+GPU_EXAMPLE = "examples/gpu/deploy.yaml"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p = bench_sub.add_parser("render", help="time render + validate of one version (cold process, then warm)")
     p.add_argument("--model-uri", help="version to render (default: a LoRA adapter on the tiny local base model)")
-    p.add_argument("--config", default=str(GPU_EXAMPLE), help="deploy config (default: examples/gpu/deploy.yaml)")
+    p.add_argument("--config", default=GPU_EXAMPLE, help=f"deploy config (default: {GPU_EXAMPLE})")
     p.add_argument("--repeat", type=int, default=5, help="warm renders to take the median of")
     p.add_argument("--json", action="store_true", help="print JSON only (always JSON; kept for symmetry)")
     p.set_defaults(handler=_bench_render)

@@ -152,7 +152,8 @@ def _bench_setup(args: argparse.Namespace):
     from pathlib import Path
 
     from llmops import storage
-    from llmops.settings import PROJECT_ROOT, load_settings
+    from llmops.resources import packaged
+    from llmops.settings import load_settings
 
     settings = load_settings()
     base_model = args.base_model or settings.base_model_uri
@@ -166,7 +167,7 @@ def _bench_setup(args: argparse.Namespace):
 
         write_sample_data(Path(dataset).parent)
     config = args.config
-    example = PROJECT_ROOT / "examples" / "local" / "finetune.yaml"
+    example = packaged("examples/local/finetune.yaml")
     if config is None and example.exists():
         config = str(example)
     return settings, base_model, dataset, config

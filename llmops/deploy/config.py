@@ -501,31 +501,20 @@ def _describe(err: dict[str, Any]) -> str:
     return f"{field}{shown}: {msg}"
 
 
-def _project_relative(uri: str) -> str:
-    """A relative path that does not exist from here is looked up in the checkout (`examples/...`):
-    a local step runs in the Airflow worker's working directory, a pod in the image's /opt/llmops."""
-    from pathlib import Path
-
-    from llmops import storage
-
-    if storage.scheme(uri) or Path(uri).is_absolute() or Path(uri).exists():
-        return uri
-    candidate = Path(__file__).resolve().parents[2] / uri
-    return str(candidate) if candidate.exists() else uri
-
-
 def load_config(uri: str | None, settings: Settings | None = None, **overrides: Any) -> DeployConfig:
     """Load a config file (local path or `s3://`), merged onto the defaults; `overrides` use dotted keys
     (`{"canary.weight": 20}`)."""
     import yaml
 
     from llmops import storage
+    from llmops.resources import resolve
 
     user: dict[str, Any] = {}
     label = "deploy config"
     if uri:
         storage.check_uri(uri, "--config")
-        uri = _project_relative(uri)
+        # A relative `examples/...` path that does not exist from here is the packaged example.
+        uri = resolve(uri)
         label = f"deploy config {uri}"
         try:
             text = storage.read_text(uri)

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from llmops.exceptions import EvaluationError
-from llmops.settings import PROJECT_ROOT, load_settings
+from llmops.resources import packaged
+from llmops.settings import load_settings
 
 
 def _run(cmd: list[str], env: dict[str, str], log: Path) -> tuple[int, float]:
@@ -105,8 +106,8 @@ def run_bench(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
-    policy = args.policy or str(PROJECT_ROOT / "examples" / "local" / "gate.yaml")
-    train_config = args.train_config or str(PROJECT_ROOT / "examples" / "local" / "finetune.yaml")
+    policy = args.policy or str(packaged("examples/local/gate.yaml"))
+    train_config = args.train_config or str(packaged("examples/local/finetune.yaml"))
     if not args.train_config and not Path(train_config).exists():
         train_config = None  # llmops train's built-in defaults are tuned for the tiny model
     env = {

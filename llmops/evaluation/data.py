@@ -22,9 +22,6 @@ from typing import Any
 
 from llmops.sample_data import SEED, facts, prompt_for
 
-TASKS_DIR = Path(__file__).resolve().parent / "tasks"
-"""Folder of the project's lm-eval task YAML files (passed to lm-eval's `TaskManager(include_path=...)`)."""
-
 DOMAIN_TASKS = ("larkspur_mc", "larkspur_qa")
 """The project's own tasks: what `llmops evaluate` runs when no `--tasks` are given."""
 

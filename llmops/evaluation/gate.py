@@ -106,23 +106,13 @@ class GatePolicy(BaseModel):
         return rule.confidence if rule.confidence is not None else self.confidence
 
 
-def project_relative(uri: str) -> str:
-    """A relative path that does not exist from the working directory is looked up in the checkout
-    (`examples/local/gate.yaml`): a local step runs in the Airflow worker's working directory."""
-    from pathlib import Path
-
-    from llmops.settings import PROJECT_ROOT
-
-    if storage.scheme(uri) or Path(uri).is_absolute() or Path(uri).exists():
-        return uri
-    candidate = PROJECT_ROOT / uri
-    return str(candidate) if candidate.exists() else uri
-
-
 def load_policy(uri: str) -> GatePolicy:
-    """Read and validate a gate policy; errors name the field, the bad value and the fix."""
+    """Read and validate a gate policy; errors name the field, the bad value and the fix. A relative
+    `examples/...` path that does not exist from here is the packaged example (`llmops.resources`)."""
+    from llmops.resources import resolve
+
     storage.check_uri(uri, "--policy")
-    uri = project_relative(uri)
+    uri = resolve(uri)
     try:
         data = yaml.safe_load(storage.read_text(uri))
     except FileNotFoundError:

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from llmops import storage
-from llmops.evaluation.data import DATA_DIR_KEY, DOMAIN_TASKS, TASKS_DIR, write_task_data
+from llmops.evaluation.data import DATA_DIR_KEY, DOMAIN_TASKS, write_task_data
 from llmops.evaluation.results import FORMAT_VERSION, RESULTS_FILE, SAMPLES_DIR
 from llmops.exceptions import EvaluationError
+from llmops.resources import lm_eval_tasks_dir
 from llmops.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def _task_manager(tasks: list[str], data_dir: Path):
     # Indexing lm-eval's ~15,000 bundled task files takes 10-30 s: only when a standard task is asked.
     needs_defaults = any(not t.startswith(DOMAIN_PREFIX) for t in tasks)
     tm = TaskManager(
-        include_path=str(TASKS_DIR),
+        include_path=str(lm_eval_tasks_dir()),
         include_defaults=needs_defaults,
         metadata={DATA_DIR_KEY: str(data_dir)},
     )

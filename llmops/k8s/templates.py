@@ -1,5 +1,8 @@
 """Render the declarative templates under `k8s_templates/` into Kubernetes objects (dicts).
 
+The templates are package data (`llmops.resources.templates_dir()`: `LLMOPS_TEMPLATES_DIR`, else the
+installed `llmops_k8s_templates`), so a wheel renders with no checkout around it.
+
 Templates are Jinja2 with `StrictUndefined`: a value missing from the context is a hard error naming it,
 never an empty string in a manifest. Rendered text is parsed with `yaml.safe_load_all`, so the result is
 data that callers validate (`llmops.k8s.validate`) before anything is written or submitted.
@@ -9,20 +12,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from llmops.exceptions import ConfigError, ManifestInvalid
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def templates_dir() -> Path:
-    env = os.environ.get("LLMOPS_TEMPLATES_DIR")
-    return Path(env) if env else PROJECT_ROOT / "k8s_templates"
+from llmops.resources import templates_dir
 
 
 @functools.lru_cache(maxsize=4)
@@ -63,7 +58,10 @@ def render(template: str, context: dict[str, Any]) -> list[dict[str, Any]]:
 def load_values(name: str) -> dict[str, Any]:
     """Defaults of a template family (`<family>/values.yaml`)."""
     path = templates_dir() / name
-    return yaml.safe_load(path.read_text()) or {}
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"values file {name} not found under {templates_dir()}") from None
 
 
 class _Dumper(yaml.SafeDumper):
