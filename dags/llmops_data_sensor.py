@@ -18,12 +18,13 @@ from airflow.sdk import DAG
 from llmops_operators import airflow_settings
 from llmops_operators.assets import LANDING
 from llmops_operators.rag import LandingChangesOperator, landing_sensor
+from llmops_operators.schedules import cron_schedule
 
 settings = airflow_settings()
 
 with DAG(
     dag_id="llmops_data_sensor",
-    schedule=settings.schedule_of(settings.landing_schedule),
+    schedule=cron_schedule(settings.landing_schedule),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

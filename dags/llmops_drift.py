@@ -25,12 +25,13 @@ from airflow.sdk import DAG, Param
 
 from llmops_operators import airflow_settings, step_operator
 from llmops_operators.drift import emit_retrain
+from llmops_operators.schedules import cron_schedule
 
 settings = airflow_settings()
 
 with DAG(
     dag_id="llmops_drift",
-    schedule=settings.schedule_of(settings.drift_schedule),
+    schedule=cron_schedule(settings.drift_schedule),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

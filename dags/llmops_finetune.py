@@ -25,7 +25,7 @@ Runs when a new corpus snapshot lands (`llmops_corpus`), when the drift monitor 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
+from airflow.sdk import DAG, Param, task
 
 from llmops.settings import join_uri
 from llmops.training.config import param_spec
@@ -35,6 +35,7 @@ from llmops_operators import airflow_settings, step_operator
 from llmops_operators.assets import CORPUS, MODEL, RETRAIN
 from llmops_operators.deploy import DeployManifestsOperator
 from llmops_operators.evaluation import gate_tasks
+from llmops_operators.schedules import cron_schedule
 from llmops_operators.triggers import retrain_trigger
 
 settings = airflow_settings()
@@ -52,14 +53,7 @@ with DAG(
     dag_id="llmops_finetune",
     description="Fine-tune a LoRA adapter, gate it against the champion, register, promote and deploy it",
     doc_md=__doc__,
-    schedule=(
-        AssetOrTimeSchedule(
-            timetable=CronTriggerTimetable(settings.retrain_schedule, timezone="UTC"),
-            assets=(CORPUS | RETRAIN),
-        )
-        if settings.schedule_of(settings.retrain_schedule)
-        else (CORPUS | RETRAIN)
-    ),
+    schedule=cron_schedule(settings.retrain_schedule, assets=CORPUS | RETRAIN),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

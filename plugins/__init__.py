@@ -26,6 +26,8 @@ from urllib.parse import quote
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
+from llmops_operators.schedules import UpcomingCronTimetable
+
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
@@ -152,7 +154,10 @@ class ReportLink(_SummaryLink):
 
 
 class LlmopsPlugin(AirflowPlugin):
-    """Extra links of airflow-llmops step tasks (MLflow run, model version, report)."""
+    """Extra links of airflow-llmops step tasks (MLflow run, model version, report); the cron timetable."""
 
     name = "llmops"
     operator_extra_links = [MlflowRunLink(), ModelVersionLink(), ReportLink()]
+    # The cron timetable of every scheduled DAG (llmops_operators.schedules): a custom timetable must be
+    # registered by a plugin so the DAG processor can serialize it and the scheduler read it back.
+    timetables = [UpcomingCronTimetable]
