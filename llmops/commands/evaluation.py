@@ -24,7 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tasks",
         action="append",
-        help="comma-separated lm-eval task names (repeatable); default: the project's domain tasks larkspur_mc,larkspur_qa",
+        help="comma-separated lm-eval task names (repeatable); default: the domain tasks corpus_mc,corpus_qa "
+        "(multiple choice and short answer on --dataset's evaluation split, reported per slice new/retained)",
+    )
+    p.add_argument(
+        "--dataset",
+        help="dataset version folder or s3:// URI (`llmops dataset build`'s dataset_uri) whose eval split the domain "
+        "tasks ask; default: the latest version under the dataset_root setting",
     )
     p.add_argument("--output", required=True, help="folder or s3:// prefix for results.json and samples/")
     p.add_argument("--limit", type=int, help="evaluate only the first N samples of each task (0: all)")
@@ -146,6 +152,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             args.model,
             args.output,
             tasks=args.tasks,
+            dataset=args.dataset or _latest_dataset(args.tasks),
             limit=args.limit,
             batch_size=args.batch_size,
             device=args.device,
@@ -163,6 +170,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _latest_dataset(tasks: list[str] | None) -> str | None:
+    """The newest dataset version under the `dataset_root` setting, when the domain tasks need one."""
+    from llmops.evaluation.data import DOMAIN_PREFIX, latest_dataset_uri
+    from llmops.evaluation.harness import parse_tasks
+    from llmops.settings import load_settings
+
+    if not any(t.startswith(DOMAIN_PREFIX) for t in parse_tasks(tasks)):
+        return None
+    return latest_dataset_uri(load_settings().dataset_root)
+
+
 def _gate(args: argparse.Namespace) -> int:
     from llmops.cli import print_json, write_summary
     from llmops.evaluation.gate import run_gate
@@ -178,7 +196,7 @@ def _gate(args: argparse.Namespace) -> int:
         "report_markdown_uri": md_uri,
         "candidate": args.candidate,
         "baseline": None if args.baseline in ("", "none") else args.baseline,
-        "verdicts": {f"{m.task}/{m.metric}": m.verdict for m in report.metrics},
+        "verdicts": {m.label: m.verdict for m in report.metrics},
     }
     write_summary(args.summary_json, summary)
     print_json(summary)

@@ -1,83 +1,154 @@
-"""The data of the project's own lm-eval tasks, generated from `llmops.sample_data.facts()`.
+"""The data of the project's domain lm-eval tasks, taken from a dataset version's evaluation split.
 
-Both tasks ask about the facts the fine-tuning set teaches, with the same prompt (`prompt_for`):
+`llmops dataset build` writes `<dataset_uri>/eval/` (Parquet or JSON Lines; see the dataset contract in
+the README): one row per item and phrasing, never trained on (the split is by item). Two tasks ask
+about those rows with the prompt the fine-tuning rows use (`prompt`):
 
-- `larkspur_mc`: multiple choice, the answer among three distractors (metrics `acc`, `acc_norm`);
-- `larkspur_qa`: short-answer generation scored with ROUGE-L and exact match.
+- `corpus_mc`: multiple choice, the answer among its distractors (`choices`, `label`; metrics `acc`,
+  `acc_norm`);
+- `corpus_qa`: short-answer generation (`answer`) scored with ROUGE-L and exact match.
 
-The rows are deterministic (fixed seed, fixed order) and every row carries a stable `id` (the fact id),
-so two evaluations of two models pair sample by sample. The task YAML files next to this module point
-lm-eval at `larkspur_mc_dataset` / `larkspur_qa_dataset` (`custom_dataset`), which write the rows as
-JSON Lines into a local folder at evaluation time and load them with `datasets`' local `json` builder:
-no hub access, works with `HF_DATASETS_OFFLINE=1`.
+Every row carries a stable `id` (`<item_id>#<phrasing>`), its `item_id` and its `slice` (`new`: from a
+document the previous dataset version did not have; `retained`: the others), so two evaluations of two
+models pair sample by sample and every metric is reported per slice too. The Larkspur sample product's
+tasks are the case of the dataset built from the sample corpus (`llmops sample-data`).
+
+`llmops evaluate` writes the rows as JSON Lines into a local folder and passes it in the task metadata
+(`llmops_data_dir`); the task YAML files next to this module point lm-eval at `corpus_mc_dataset` /
+`corpus_qa_dataset` (`custom_dataset`), which load them with `datasets`' local `json` builder: no hub
+access, works with `HF_DATASETS_OFFLINE=1`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
 from pathlib import Path
 from typing import Any
 
-from llmops.sample_data import SEED, facts, prompt_for
+from llmops import storage
+from llmops.exceptions import EvaluationError, InputDataError
 
-DOMAIN_TASKS = ("larkspur_mc", "larkspur_qa")
+DOMAIN_TASKS = ("corpus_mc", "corpus_qa")
 """The project's own tasks: what `llmops evaluate` runs when no `--tasks` are given."""
+
+DOMAIN_PREFIX = "corpus_"
+"""Task names of the project's own tasks start with this (they need `--dataset`)."""
+
+SLICES = ("new", "retained")
+"""The evaluation slices: items from documents new in this dataset version, and the others."""
 
 DATA_DIR_KEY = "llmops_data_dir"
 """Task metadata key naming the local folder the data files are written to (set by `llmops evaluate`)."""
 
+REQUIRED = ("item_id", "prompt", "answer", "choices", "label", "slice")
+"""Columns an evaluation row must have."""
 
-def mc_rows() -> list[dict[str, Any]]:
-    """One multiple-choice row per fact: the answer shuffled among its distractors (seeded)."""
-    rng = random.Random(SEED + 10)
+
+def latest_dataset(dataset_root: str) -> dict[str, Any] | None:
+    """`<dataset_root>/latest.json` (`dataset_hash`, `dataset_uri`: the build's commit point), or None."""
+    try:
+        latest = json.loads(storage.read_text(storage.join(dataset_root, "latest.json")))
+    except (FileNotFoundError, ValueError):
+        return None
+    return latest if isinstance(latest, dict) and latest.get("dataset_uri") else None
+
+
+def latest_dataset_uri(dataset_root: str) -> str | None:
+    """The newest dataset version's folder under `dataset_root`, or None when nothing was built yet."""
+    latest = latest_dataset(dataset_root)
+    return str(latest["dataset_uri"]) if latest else None
+
+
+def read_eval_rows(dataset_uri: str) -> tuple[list[dict[str, Any]], str]:
+    """The rows of `<dataset_uri>/eval` (checked) and the sha256 of their files."""
+    from llmops.training.data import read_dataset
+
+    storage.check_uri(dataset_uri, "--dataset")
+    eval_uri = storage.join(dataset_uri, "eval")
+    try:
+        data = read_dataset(eval_uri)
+    except (InputDataError, FileNotFoundError):
+        raise EvaluationError(
+            f"--dataset {dataset_uri} has no evaluation split ({eval_uri} holds no .parquet or .jsonl file): "
+            "give a dataset version folder written by `llmops dataset build` (its summary's dataset_uri)"
+        ) from None
     rows = []
-    for fact in facts():
-        choices = [fact.answer, *fact.distractors]
-        rng.shuffle(choices)
-        rows.append(
-            {
-                "id": fact.fact_id,
-                "question": fact.question,
-                "prompt": prompt_for(fact.question),
-                "choices": choices,
-                "gold": choices.index(fact.answer),
-            }
-        )
-    return rows
+    for where, row in data.rows:
+        if not isinstance(row, dict):
+            raise EvaluationError(f"{eval_uri} {where}: not a row object")
+        missing = [c for c in REQUIRED if row.get(c) is None]
+        if missing:
+            raise EvaluationError(f"{eval_uri} {where}: evaluation row lacks {', '.join(missing)}")
+        choices = list(row["choices"])
+        label = int(row["label"])
+        if not 0 <= label < len(choices) or choices[label] != row["answer"]:
+            raise EvaluationError(
+                f"{eval_uri} {where}: label {label} does not point at the answer {row['answer']!r} in {choices}"
+            )
+        if row["slice"] not in SLICES:
+            raise EvaluationError(f"{eval_uri} {where}: slice {row['slice']!r} is not one of {', '.join(SLICES)}")
+        rows.append(row)
+    if not rows:
+        raise EvaluationError(f"{eval_uri} holds no evaluation rows: the dataset has nothing to evaluate on")
+    rows.sort(key=lambda r: (str(r["item_id"]), int(r.get("phrasing") or 0)))
+    return rows, data.sha256
 
 
-def qa_rows() -> list[dict[str, Any]]:
-    """One short-answer row per fact."""
+def _sample_id(row: dict[str, Any]) -> str:
+    return f"{row['item_id']}#{int(row.get('phrasing') or 0)}"
+
+
+def mc_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One multiple-choice row per evaluation row (the dataset fixes the order of the choices)."""
     return [
         {
-            "id": fact.fact_id,
-            "question": fact.question,
-            "prompt": prompt_for(fact.question),
-            "answer": fact.answer,
+            "id": _sample_id(r),
+            "item_id": str(r["item_id"]),
+            "slice": r["slice"],
+            "prompt": r["prompt"],
+            "choices": [str(c) for c in r["choices"]],
+            "gold": int(r["label"]),
         }
-        for fact in facts()
+        for r in rows
     ]
 
 
-ROWS = {"larkspur_mc": mc_rows, "larkspur_qa": qa_rows}
+def qa_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One short-answer row per evaluation row."""
+    return [
+        {"id": _sample_id(r), "item_id": str(r["item_id"]), "slice": r["slice"], "prompt": r["prompt"], "answer": r["answer"]}
+        for r in rows
+    ]
 
 
-def write_task_data(data_dir: Path) -> dict[str, dict[str, Any]]:
-    """Write `<task>.jsonl` for every domain task; return {task: {path, rows, sha256}}."""
+ROWS = {"corpus_mc": mc_rows, "corpus_qa": qa_rows}
+
+
+def write_task_data(data_dir: Path, dataset_uri: str) -> dict[str, dict[str, Any]]:
+    """Write `<task>.jsonl` for every domain task from the dataset's evaluation split;
+    return {task: {path, rows, sha256, slices: {slice: rows}, dataset_uri, dataset_sha256}}."""
+    rows, dataset_sha = read_eval_rows(dataset_uri)
+    ids = [_sample_id(r) for r in rows]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise EvaluationError(f"{dataset_uri}/eval: item and phrasing {dup} appear twice")
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     out = {}
     for task, make in ROWS.items():
-        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in make())
+        task_rows = make(rows)
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in task_rows)
         path = data_dir / f"{task}.jsonl"
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
         out[task] = {
             "path": str(path),
-            "rows": text.count("\n"),
+            "rows": len(task_rows),
             "sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "slices": {s: sum(r["slice"] == s for r in task_rows) for s in SLICES},
+            "dataset_uri": dataset_uri,
+            "dataset_sha256": dataset_sha,
         }
     return out
 
@@ -86,28 +157,24 @@ def _load(task: str, metadata: dict[str, Any]):
     import datasets
 
     raw = metadata.get(DATA_DIR_KEY)
-    if raw:
-        data_dir = Path(raw)
-    else:
-        # Run from lm-eval's own CLI (`--include_path llmops/evaluation/tasks`): a per-user cache folder.
-        data_dir = Path.home() / ".cache" / "llmops" / "eval-data"
-    info = write_task_data(data_dir)[task]
+    path = Path(raw) / f"{task}.jsonl" if raw else None
+    if path is None or not path.exists():
+        raise EvaluationError(
+            f"{task} reads its rows from the folder `llmops evaluate --dataset URI` writes; "
+            f"run it through `llmops evaluate` (metadata {DATA_DIR_KEY}={raw!r})"
+        )
     # A private datasets cache beside the files: never a stale Arrow cache from another version of the rows.
-    return datasets.load_dataset(
-        "json",
-        data_files={"test": info["path"]},
-        cache_dir=str(data_dir / ".hf-cache"),
-    )
+    return datasets.load_dataset("json", data_files={"test": str(path)}, cache_dir=str(path.parent / ".hf-cache"))
 
 
-def larkspur_mc_dataset(**metadata: Any):
-    """lm-eval `custom_dataset` of `larkspur_mc` (a DatasetDict with a `test` split)."""
-    return _load("larkspur_mc", metadata)
+def corpus_mc_dataset(**metadata: Any):
+    """lm-eval `custom_dataset` of `corpus_mc` (a DatasetDict with a `test` split)."""
+    return _load("corpus_mc", metadata)
 
 
-def larkspur_qa_dataset(**metadata: Any):
-    """lm-eval `custom_dataset` of `larkspur_qa` (a DatasetDict with a `test` split)."""
-    return _load("larkspur_qa", metadata)
+def corpus_qa_dataset(**metadata: Any):
+    """lm-eval `custom_dataset` of `corpus_qa` (a DatasetDict with a `test` split)."""
+    return _load("corpus_qa", metadata)
 
 
 _SCORER = None
@@ -129,7 +196,7 @@ def normalize_answer(text: str) -> str:
 
 
 def process_qa(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
-    """lm-eval `process_results` of `larkspur_qa`: ROUGE-L F1 and exact match of one generation."""
+    """lm-eval `process_results` of `corpus_qa`: ROUGE-L F1 and exact match of one generation."""
     prediction = results[0] if results else ""
     target = doc["answer"]
     rouge_l = _rouge().score(target, prediction.strip().split("\n", 1)[0])["rougeL"].fmeasure

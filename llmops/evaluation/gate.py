@@ -11,8 +11,14 @@ For every (task, metric) of the policy:
    p-value is compared with its own metric's alpha = 1 - confidence.
 
 A metric is *worse* when `d < -delta` significantly, *better* when `d > 0` significantly, else *not
-significant*. The candidate is promoted when every floor holds, no metric is worse, and at least one is
-better, or the policy sets `allow_equal`. Without a champion, the floors alone decide.
+significant*. The candidate is promoted when every floor holds, no metric is worse, every metric marked
+`must_improve` is better, and at least one is better, or the policy sets `allow_equal`. Without a
+champion, the floors alone decide.
+
+A rule may look at one **slice** of a domain task's samples (`slice: new`, items from documents new in
+the candidate's dataset; `slice: retained`, the others): "significantly better on `new`
+(`must_improve: true`), not significantly worse on `retained`" is two rules. Both evaluations must be of
+the same data (the fine-tune DAG evaluates the champion on the candidate's evaluation split).
 
 Differences are oriented so that positive means better (a lower-is-better metric is negated).
 """
@@ -32,7 +38,9 @@ from llmops.evaluation import stats
 from llmops.evaluation.results import Evaluation, load_evaluation, metric_key
 from llmops.exceptions import ConfigError, EvaluationError
 
-Verdict = Literal["better", "worse", "not significant", "within allowed regression", "below floor", "meets floor"]
+Verdict = Literal[
+    "better", "worse", "not significant", "within allowed regression", "below floor", "meets floor", "no samples"
+]
 
 
 class MetricRule(BaseModel):
@@ -59,13 +67,21 @@ class MetricRule(BaseModel):
     higher_is_better: bool | None = None
     """Direction of the metric. Default: what lm-eval reports for it."""
 
+    slice: Literal["new", "retained"] | None = None
+    """Only the samples of this slice of a domain task (`corpus_mc`, `corpus_qa`): `new` (items from
+    documents the previous dataset version did not have) or `retained`. None: every sample."""
+
+    must_improve: bool = False
+    """The candidate must be significantly better on this metric, else it is rejected (e.g. on the `new`
+    slice: a retrain must have learnt what it was retrained for)."""
+
     @property
     def key(self) -> str:
         return metric_key(self.metric)
 
     @property
     def label(self) -> str:
-        return f"{self.task}/{self.metric}"
+        return f"{self.task}[{self.slice}]/{self.metric}" if self.slice else f"{self.task}/{self.metric}"
 
 
 class GatePolicy(BaseModel):
@@ -97,9 +113,9 @@ class GatePolicy(BaseModel):
     def _unique(cls, rules: list[MetricRule]) -> list[MetricRule]:
         seen = set()
         for r in rules:
-            if (r.task, r.key) in seen:
+            if (r.task, r.key, r.slice) in seen:
                 raise ValueError(f"{r.label} is listed twice")
-            seen.add((r.task, r.key))
+            seen.add((r.task, r.key, r.slice))
         return rules
 
     def confidence_of(self, rule: MetricRule) -> float:
@@ -138,7 +154,9 @@ class MetricDecision:
     task: str
     metric: str
     n: int
-    candidate: float
+    slice: str | None
+    must_improve: bool
+    candidate: float | None
     champion: float | None
     difference: float | None
     ci_low: float | None
@@ -158,6 +176,10 @@ class MetricDecision:
     reason: str = ""
     floor_ok: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.task}[{self.slice}]/{self.metric}" if self.slice else f"{self.task}/{self.metric}"
 
 
 @dataclass
@@ -223,8 +245,9 @@ def report_markdown(report: dict[str, Any]) -> str:
         else:
             diff = f"{m['difference']:+.3f} [{m['ci_low']:+.3f}, {m['ci_high']:+.3f}] ({m['confidence']:.0%})"
         shown_p = m["p_regression_holm"] if m["verdict"] == "worse" else m["p_value_holm"]
+        label = f"{m['task']}[{m['slice']}]/{m['metric']}" if m.get("slice") else f"{m['task']}/{m['metric']}"
         lines.append(
-            f"| {m['task']}/{m['metric']} | {_fmt(m['candidate'])} | {_fmt(m['champion'])} | {diff} | "
+            f"| {label} | {_fmt(m['candidate'])} | {_fmt(m['champion'])} | {diff} | "
             f"{_fmt_p(shown_p)} | {m['verdict']} | {m['reason']} |"
         )
     return "\n".join(lines) + "\n"
@@ -236,7 +259,8 @@ def _paired(candidate: Evaluation, champion: Evaluation, rule: MetricRule) -> tu
     if cand_task.data_sha256 and champ_task.data_sha256 and cand_task.data_sha256 != champ_task.data_sha256:
         raise EvaluationError(
             f"{rule.task}: candidate and champion were evaluated on different data "
-            f"(sha256 {cand_task.data_sha256[:12]} vs {champ_task.data_sha256[:12]}); re-evaluate the champion"
+            f"(sha256 {cand_task.data_sha256[:12]} vs {champ_task.data_sha256[:12]}); evaluate the champion "
+            f"on the candidate's dataset (llmops evaluate --dataset {cand_task.dataset_uri or '<dataset_uri>'})"
         )
     cand = cand_task.scores.get(rule.key)
     champ = champ_task.scores.get(rule.key)
@@ -246,6 +270,20 @@ def _paired(candidate: Evaluation, champion: Evaluation, rule: MetricRule) -> tu
             raise EvaluationError(
                 f"{rule.label}: the {name} evaluation {ev.uri} has no per-sample scores for {rule.key} "
                 f"(it has: {', '.join(have) or 'none'})"
+            )
+    if rule.slice:
+        in_slice = {sid for sid, name in cand_task.sample_slices.items() if name == rule.slice}
+        if not cand_task.sample_slices:
+            raise EvaluationError(
+                f"{rule.label}: the candidate evaluation {candidate.uri} has no slices for {rule.task} "
+                "(slices come with the domain tasks evaluated on a dataset: llmops evaluate --dataset)"
+            )
+        cand = {k: v for k, v in cand.items() if k in in_slice}
+        champ = {k: v for k, v in champ.items() if k in in_slice}
+        if not cand:
+            raise EvaluationError(
+                f"{rule.label}: the candidate's evaluation has no sample in slice {rule.slice!r}; "
+                "drop the rule or evaluate on a dataset with such items"
             )
     ids = sorted(set(cand) & set(champ))
     if set(cand) != set(champ):
@@ -272,10 +310,20 @@ def _direction(rule: MetricRule, candidate: Evaluation) -> bool:
 
 
 def _candidate_value(rule: MetricRule, ev: Evaluation) -> float:
-    metric = ev.task(rule.task).metrics.get(rule.key)
+    task = ev.task(rule.task)
+    metrics = task.metrics
+    if rule.slice:
+        if rule.slice not in task.slices:
+            raise EvaluationError(
+                f"{rule.label}: {ev.uri} reports no slices for {rule.task} (slices come with the domain tasks "
+                "evaluated on a dataset: llmops evaluate --dataset)"
+            )
+        metrics = task.slices[rule.slice].metrics
+    metric = metrics.get(rule.key)
     if metric is None or metric.value is None:
-        have = ", ".join(sorted(ev.task(rule.task).metrics)) or "none"
-        raise EvaluationError(f"{rule.label}: {ev.uri} reports no value for {rule.key} (it has: {have})")
+        have = ", ".join(sorted(metrics)) or "none"
+        where = f" (slice {rule.slice})" if rule.slice else ""
+        raise EvaluationError(f"{rule.label}: {ev.uri} reports no value for {rule.key}{where} (it has: {have})")
     return float(metric.value)
 
 
@@ -297,12 +345,21 @@ def decide(candidate: Evaluation, champion: Evaluation | None, policy: GatePolic
     for rule in policy.metrics:
         hib = _direction(rule, candidate)
         conf = policy.confidence_of(rule)
+        task_result = candidate.task(rule.task)
+        n = task_result.slices[rule.slice].n if rule.slice and rule.slice in task_result.slices else task_result.n
+        if rule.slice and rule.slice in task_result.slices and n == 0:
+            # An empty slice (the first dataset has no `retained` items; a rebuild without new documents
+            # no `new` ones): nothing to test. A `must_improve` rule on it then rejects (see below).
+            decisions.append(_empty_slice(rule, conf, hib))
+            continue
         value = _candidate_value(rule, candidate)
         floor_ok = _floor_ok(value, rule, hib)
         d = MetricDecision(
             task=rule.task,
             metric=rule.metric,
-            n=candidate.task(rule.task).n,
+            n=n,
+            slice=rule.slice,
+            must_improve=rule.must_improve,
             candidate=value,
             champion=None,
             difference=None,
@@ -340,25 +397,32 @@ def decide(candidate: Evaluation, champion: Evaluation | None, policy: GatePolic
                 d.p_regression = d.p_value
         decisions.append(d)
 
+    tested = [d for d in decisions if d.verdict != "no samples"]
     if champion is not None:
         for attr in ("p_value", "p_regression"):
-            adjusted = stats.holm([getattr(d, attr) for d in decisions])
-            for d, p in zip(decisions, adjusted, strict=True):
+            adjusted = stats.holm([getattr(d, attr) for d in tested])
+            for d, p in zip(tested, adjusted, strict=True):
                 setattr(d, f"{attr}_holm", p)
 
     reasons: list[str] = []
     for d, rule in zip(decisions, policy.metrics, strict=True):
+        if d.verdict == "no samples":
+            continue
         _verdict(d, rule, champion is not None)
         if d.verdict in ("below floor", "worse"):
             reasons.append(f"{rule.label}: {d.reason}")
 
     if champion is None:
-        passed = all(d.floor_ok for d in decisions)
+        passed = all(d.floor_ok for d in tested)
         if passed:
             reasons.append("no champion yet: every floor holds")
     else:
         failed = any(d.verdict in ("below floor", "worse") for d in decisions)
         better = [d for d in decisions if d.verdict == "better"]
+        for d in decisions:
+            if d.must_improve and d.verdict not in ("better", "below floor", "worse"):
+                failed = True
+                reasons.append(f"{d.label}: must be significantly better than the champion, is {d.verdict}")
         if not better and not policy.allow_equal:
             # Listed even when a floor or a regression already rejects: every reason is worth knowing.
             reasons.append(
@@ -369,7 +433,7 @@ def decide(candidate: Evaluation, champion: Evaluation | None, policy: GatePolic
             passed = False
         elif better:
             passed = True
-            reasons.append("significantly better on " + ", ".join(f"{d.task}/{d.metric}" for d in better)
+            reasons.append("significantly better on " + ", ".join(d.label for d in better)
                            + "; every floor holds and no metric is significantly worse")
         else:
             passed = True
@@ -381,6 +445,27 @@ def decide(candidate: Evaluation, champion: Evaluation | None, policy: GatePolic
         candidate=_evaluation_info(candidate),
         baseline=_evaluation_info(champion) if champion is not None else None,
         policy=policy.model_dump(),
+    )
+
+
+def _empty_slice(rule: MetricRule, confidence: float, higher_is_better: bool) -> MetricDecision:
+    return MetricDecision(
+        task=rule.task,
+        metric=rule.metric,
+        n=0,
+        slice=rule.slice,
+        must_improve=rule.must_improve,
+        candidate=None,
+        champion=None,
+        difference=None,
+        ci_low=None,
+        ci_high=None,
+        confidence=confidence,
+        floor=rule.floor,
+        max_regression=rule.max_regression,
+        higher_is_better=higher_is_better,
+        verdict="no samples",
+        reason=f"the {rule.slice} slice has no samples in this dataset",
     )
 
 

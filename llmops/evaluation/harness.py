@@ -2,11 +2,13 @@
 
 The model is anything `llmops.registry.resolve` understands (a base model folder, an adapter folder, a
 `models:/` URI, an `s3://` folder); lm-eval's `hf` backend loads the base with the adapter (`peft=`).
-Tasks are the project's local domain tasks (`tasks/*.yaml`, data from `data.py`) unless standard
-lm-eval task names are given (those need their datasets in the local HF cache: no hub access here).
+Tasks are the project's domain tasks (`corpus_mc`, `corpus_qa`: `tasks/*.yaml`, rows from the evaluation
+split of `--dataset`, see `data.py`) unless standard lm-eval task names are given (those need their
+datasets in the local HF cache: no hub access here).
 
-Output (see `results.py`): `results.json` with per-task metrics and standard errors, `samples/<task>.jsonl`
-with lm-eval's logged samples, and `data/` with the domain tasks' data files. The same files and the
+Output (see `results.py`): `results.json` with per-task metrics and standard errors (and, for the domain
+tasks, the same per slice `new`/`retained`), `samples/<task>.jsonl` with lm-eval's logged samples (each
+with its `sample_id`, `item_id` and `slice`), and `data/` with the domain tasks' data files. The same files and the
 metrics are logged to an MLflow run (one per output folder: a retry reuses it).
 """
 
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops import storage
-from llmops.evaluation.data import DATA_DIR_KEY, DOMAIN_TASKS, write_task_data
+from llmops.evaluation.data import DATA_DIR_KEY, DOMAIN_PREFIX, DOMAIN_TASKS, SLICES, write_task_data
 from llmops.evaluation.results import FORMAT_VERSION, RESULTS_FILE, SAMPLES_DIR
 from llmops.exceptions import EvaluationError
 from llmops.resources import lm_eval_tasks_dir
@@ -33,9 +35,6 @@ log = logging.getLogger(__name__)
 
 SEED = 1234
 """lm-eval's seeds (Python, NumPy, torch, few-shot sampling): an evaluation is reproducible."""
-
-DOMAIN_PREFIX = "larkspur"
-"""Task names (and the tag grouping them) of the project's own tasks."""
 
 TAG_EVAL_OUTPUT = "llmops.eval_output"
 TAG_STEP = "llmops.step"
@@ -104,6 +103,7 @@ def _load_lm(resolved, *, batch_size: int, device: str | None, max_length: int |
 def _sample_record(sample: dict[str, Any]) -> dict[str, Any]:
     doc = sample.get("doc") or {}
     sid = doc.get("id") if isinstance(doc, dict) and doc.get("id") is not None else sample["doc_id"]
+    extra = {k: doc[k] for k in ("item_id", "slice") if isinstance(doc, dict) and doc.get(k) is not None}
     filt = sample.get("filter", "none")
     scores = {}
     for metric in sample.get("metrics", []):
@@ -111,7 +111,7 @@ def _sample_record(sample: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, bool):
             value = float(value)
         scores[f"{metric},{filt}"] = value if isinstance(value, int | float) else None
-    return {"sample_id": str(sid), "scores": scores, **sample}
+    return {"sample_id": str(sid), "scores": scores, **extra, **sample}
 
 
 def _task_summary(name: str, res: dict[str, Any], eval_out: dict[str, Any], samples_file: str, data_info) -> dict:
@@ -134,7 +134,30 @@ def _task_summary(name: str, res: dict[str, Any], eval_out: dict[str, Any], samp
         "samples_file": samples_file,
         "version": eval_out.get("versions", {}).get(name),
         "data_sha256": data_info["sha256"] if data_info else None,
+        **({"dataset_uri": data_info["dataset_uri"], "dataset_sha256": data_info["dataset_sha256"]} if data_info else {}),
     }
+
+
+def slice_metrics(records: list[dict[str, Any]], metrics: dict[str, Any]) -> dict[str, Any]:
+    """Per slice (`new`, `retained`): sample count and, per metric, the mean of the per-sample scores with
+    its standard error (lm-eval's `mean` aggregation and its `sample_stddev / sqrt(n)`)."""
+    import math
+
+    out: dict[str, Any] = {}
+    for name in SLICES:
+        chosen = [r for r in records if r.get("slice") == name]
+        per_metric = {}
+        for key, m in metrics.items():
+            values = [r["scores"].get(key) for r in chosen]
+            values = [float(v) for v in values if isinstance(v, int | float)]
+            n = len(values)
+            mean = sum(values) / n if n else None
+            stderr = (
+                math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n) if n > 1 and mean is not None else None
+            )
+            per_metric[key] = {"value": mean, "stderr": stderr, "higher_is_better": m["higher_is_better"]}
+        out[name] = {"n": len(chosen), "metrics": per_metric}
+    return out
 
 
 def _seed() -> None:
@@ -183,6 +206,7 @@ def evaluate_model(
     output: str,
     *,
     tasks: Sequence[str] | None = None,
+    dataset: str | None = None,
     limit: int | None = None,
     batch_size: int = 16,
     device: str | None = None,
@@ -203,6 +227,12 @@ def evaluate_model(
         raise EvaluationError(f"--limit must be a number of samples per task (0: all), got {limit}")
     limit = limit or None  # 0 means every sample (a DAG Param's "no limit")
     task_names = parse_tasks(tasks)
+    domain = [t for t in task_names if t.startswith(DOMAIN_PREFIX)]
+    if domain and not dataset:
+        raise EvaluationError(
+            f"{', '.join(domain)} evaluate on a dataset's evaluation split: give --dataset <dataset_uri> "
+            "(the folder `llmops dataset build` reports as dataset_uri)"
+        )
     started = time.monotonic()
     resolved = resolve(model, settings=s)
     remote = storage.is_s3(output)
@@ -210,7 +240,7 @@ def evaluate_model(
     work.mkdir(parents=True, exist_ok=True)
     try:
         data_dir = work / "data"
-        data_info = write_task_data(data_dir)
+        data_info = write_task_data(data_dir, dataset) if domain else {}
         loaded = load_tasks(_task_manager(task_names, data_dir), task_names)
         lm = _load_lm(resolved, batch_size=batch_size, device=device, max_length=max_length)
         out = run_lm_eval(lm, loaded, limit=limit, bootstrap_iters=bootstrap_iters)
@@ -229,6 +259,9 @@ def evaluate_model(
             ]
             (work / rel).write_text("".join(line + "\n" for line in lines))
             task_results[name] = _task_summary(name, res, out, rel, data_info.get(name))
+            if name in data_info:
+                records = [json.loads(line) for line in lines]
+                task_results[name]["slices"] = slice_metrics(records, task_results[name]["metrics"])
         if not task_results:
             raise EvaluationError(f"lm-eval returned no results for {', '.join(task_names)}")
         duration = time.monotonic() - started
@@ -236,6 +269,7 @@ def evaluate_model(
             "format_version": FORMAT_VERSION,
             "model": resolved.to_dict(),
             "tasks": task_results,
+            "dataset": dataset,
             "limit": limit,
             "seed": SEED,
             "lm_eval_version": _version("lm_eval"),
@@ -262,6 +296,12 @@ def evaluate_model(
             t: {k: m["value"] for k, m in r["metrics"].items()} for t, r in task_results.items()
         },
         "n": {t: r["n"] for t, r in task_results.items()},
+        "slices": {
+            t: {s: {"n": v["n"], **{k: m["value"] for k, m in v["metrics"].items()}} for s, v in r["slices"].items()}
+            for t, r in task_results.items()
+            if "slices" in r
+        },
+        "dataset": dataset,
         "mlflow_run_id": run_id,
         "mlflow_experiment_id": experiment_id,
         "duration_s": round(time.monotonic() - started, 3),
@@ -317,8 +357,21 @@ def _log_to_mlflow(
                     metrics[f"{task}.{metric}{suffix}"] = m["value"]
                 if m["stderr"] is not None:
                     metrics[f"{task}.{metric}_stderr{suffix}"] = m["stderr"]
+            for slice_name, sl in r.get("slices", {}).items():
+                for key, m in sl["metrics"].items():
+                    metric, filt = key.split(",", 1)
+                    suffix = "" if filt == "none" else f".{filt}"
+                    if m["value"] is not None:
+                        metrics[f"{task}.{slice_name}.{metric}{suffix}"] = m["value"]
         mlflow.log_metrics(metrics)
-        mlflow.log_params({"model": model["uri"][:500], "tasks": ",".join(results["tasks"]), "limit": results["limit"]})
+        mlflow.log_params(
+            {
+                "model": model["uri"][:500],
+                "tasks": ",".join(results["tasks"]),
+                "limit": results["limit"],
+                "dataset": (results.get("dataset") or "")[:500],
+            }
+        )
         mlflow.log_dict(results, "evaluation/results.json")
         mlflow.log_artifacts(str(work / SAMPLES_DIR), artifact_path="evaluation/samples")
         return run.info.run_id, experiment_id

@@ -1,9 +1,12 @@
 """The on-disk format of one evaluation, shared by `llmops evaluate` (writer) and `llmops gate` (reader).
 
-    DIR/results.json                 per task: metrics with standard errors, sample count, data hash
+    DIR/results.json                 per task: metrics with standard errors, sample count, data hash;
+                                     for the domain tasks also `slices` ({"new": {"n", "metrics"}, ...})
+                                     and the dataset version evaluated on (`dataset_uri`)
     DIR/samples/<task>.jsonl         lm-eval's logged samples, one line per document and filter, each
                                      with `sample_id` (the document's stable `id`, else lm-eval's
-                                     `doc_id`) and `scores` ({"acc,none": 1.0, ...})
+                                     `doc_id`), `scores` ({"acc,none": 1.0, ...}) and, for the domain
+                                     tasks, `item_id` and `slice`
 
 Metric keys are lm-eval's `metric,filter` (`acc,none`); a bare `acc` means `acc,none`.
 """
@@ -35,14 +38,25 @@ class MetricValue:
 
 
 @dataclass
+class SliceResult:
+    n: int
+    metrics: dict[str, MetricValue]
+
+
+@dataclass
 class TaskResult:
     name: str
     n: int
     metrics: dict[str, MetricValue]
     samples_file: str | None
     data_sha256: str | None = None
+    dataset_uri: str | None = None
+    slices: dict[str, SliceResult] = field(default_factory=dict)
+    """slice name -> its sample count and metrics (the domain tasks)."""
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     """metric key -> sample id -> score (filled by `load_scores`)."""
+    sample_slices: dict[str, str] = field(default_factory=dict)
+    """sample id -> slice (filled by `load_scores` for samples that carry one)."""
 
 
 @dataclass
@@ -81,6 +95,8 @@ class Evaluation:
             except json.JSONDecodeError as exc:
                 raise EvaluationError(f"{uri}:{lineno}: not JSON ({exc.msg})") from None
             sid = str(record["sample_id"])
+            if record.get("slice") is not None:
+                result.sample_slices[sid] = str(record["slice"])
             for key, value in record.get("scores", {}).items():
                 per_metric = scores.setdefault(key, {})
                 if sid in per_metric:
@@ -88,6 +104,13 @@ class Evaluation:
                 per_metric[sid] = value
         result.scores = scores
         return result
+
+
+def _metrics(t: dict[str, Any]) -> dict[str, MetricValue]:
+    return {
+        key: MetricValue(m.get("value"), m.get("stderr"), bool(m.get("higher_is_better", True)))
+        for key, m in t.get("metrics", {}).items()
+    }
 
 
 def load_evaluation(uri: str) -> Evaluation:
@@ -104,16 +127,14 @@ def load_evaluation(uri: str) -> Evaluation:
         raise EvaluationError(f"{path} is not valid JSON ({exc.msg})") from None
     tasks = {}
     for name, t in raw.get("tasks", {}).items():
-        metrics = {
-            key: MetricValue(m.get("value"), m.get("stderr"), bool(m.get("higher_is_better", True)))
-            for key, m in t.get("metrics", {}).items()
-        }
         tasks[name] = TaskResult(
             name=name,
             n=int(t.get("n", 0)),
-            metrics=metrics,
+            metrics=_metrics(t),
             samples_file=t.get("samples_file"),
             data_sha256=t.get("data_sha256"),
+            dataset_uri=t.get("dataset_uri"),
+            slices={k: SliceResult(int(v.get("n", 0)), _metrics(v)) for k, v in (t.get("slices") or {}).items()},
         )
     if not tasks:
         raise EvaluationError(f"{path} holds no task results")

@@ -121,3 +121,61 @@ def mlflow_settings(mlflow_store, monkeypatch):
     for key, value in mlflow_store.items():
         monkeypatch.setenv(key, value)
     return load_settings()
+
+
+# --- a dataset version (the layout `llmops dataset build` writes; see the README's dataset contract) ---
+
+
+def eval_rows(n_new: int = 6, n_retained: int = 4, phrasings: int = 1) -> list[dict]:
+    """Evaluation rows of a small hand-written dataset: item `i` asks for the port of service `i`."""
+    from llmops.sample_data import prompt_for
+
+    rows = []
+    for i in range(n_new + n_retained):
+        answer = str(7000 + i)
+        choices = [str(7000 + (i + k) % 10 + 100 * k) for k in range(4)]
+        choices[0] = answer
+        choices = choices[i % 4 :] + choices[: i % 4]
+        for p in range(phrasings):
+            question = f"Which port does service s{i} listen on?" if p == 0 else f"Service s{i} listens on which port?"
+            rows.append(
+                {
+                    "item_id": f"item-{i:03d}",
+                    "phrasing": p,
+                    "chunk_id": f"chunk-{i:03d}",
+                    "doc_id": f"docs/s{i}.md",
+                    "doc_hash": f"h{i}",
+                    "generator": "hand",
+                    "generator_version": "1",
+                    "split": "eval",
+                    "slice": "new" if i < n_new else "retained",
+                    "question": question,
+                    "prompt": prompt_for(question),
+                    "answer": answer,
+                    "completion": f" {answer}",
+                    "choices": choices,
+                    "label": choices.index(answer),
+                }
+            )
+    return rows
+
+
+def write_dataset(root: Path, rows: list[dict], dataset_hash: str = "abc123") -> str:
+    """`root/versions/<hash>/{train,eval}/part-00000.parquet` and `root/latest.json`; return the dataset_uri."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    version = root / "versions" / dataset_hash
+    for split in ("train", "eval"):
+        (version / split).mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), version / "eval" / "part-00000.parquet")
+    train = [{**r, "split": "train", "slice": None, "item_id": r["item_id"] + "-t"} for r in rows]
+    pq.write_table(pa.Table.from_pylist(train), version / "train" / "part-00000.parquet")
+    (version / "dataset.json").write_text(json.dumps({"dataset_hash": dataset_hash, "snapshot_id": "snap-1"}))
+    (root / "latest.json").write_text(json.dumps({"dataset_hash": dataset_hash, "dataset_uri": str(version)}))
+    return str(version)
+
+
+@pytest.fixture
+def dataset_uri(tmp_path) -> str:
+    return write_dataset(tmp_path / "datasets", eval_rows())

@@ -191,7 +191,10 @@ def test_example_policy_is_valid(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     policy = load_policy("examples/local/gate.yaml")
     assert policy.allow_equal is False
-    assert {(r.task, r.metric) for r in policy.metrics} >= {("larkspur_mc", "acc"), ("larkspur_qa", "rougeL")}
+    assert {(r.task, r.metric) for r in policy.metrics} >= {("corpus_mc", "acc"), ("corpus_qa", "rougeL")}
+    new = [r for r in policy.metrics if r.slice == "new"]
+    assert new and all(r.must_improve for r in new)
+    assert any(r.slice == "retained" and not r.must_improve for r in policy.metrics)
 
 
 def test_every_reason_is_reported(evaluation, policy_file, tmp_path):

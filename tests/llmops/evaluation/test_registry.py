@@ -11,6 +11,7 @@ import pytest
 from llmops import registry
 from llmops.cli import main
 from llmops.exceptions import GateRejected, ModelLoadError, ModelNotFound
+from tests.llmops.evaluation.conftest import eval_rows, write_dataset
 
 
 def training_run(settings, **params) -> str:
@@ -131,8 +132,9 @@ def test_register_promote_resolve_and_load_back(tiny_base, tiny_adapter, tmp_pat
     assert any(out), "the tiny model generated nothing at all"
 
     # And `llmops evaluate` accepts the registry URI.
-    assert main(["evaluate", "--model", f"models:/{name}@champion", "--tasks", "larkspur_mc", "--limit", "2",
-                 "--output", str(tmp_path / "ev"), "--no-mlflow"]) == 0
+    dataset = write_dataset(tmp_path / "datasets", eval_rows(2, 1))
+    assert main(["evaluate", "--model", f"models:/{name}@champion", "--tasks", "corpus_mc", "--limit", "2",
+                 "--dataset", dataset, "--output", str(tmp_path / "ev"), "--no-mlflow"]) == 0
     results = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert results["model"]["version"] == "2" and results["model"]["name"] == name
 
