@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "llmops.commands.drift",
     "llmops.commands.rag",
     "llmops.commands.evaluation",
+    "llmops.commands.dataset",
 ]
 
 

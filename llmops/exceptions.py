@@ -93,3 +93,7 @@ class DocumentRejected(InputDataError):
 
 class ModelNotFound(ModelLoadError):
     """A model URI names nothing: an unset alias, a missing version or folder (`--skip-if-missing`)."""
+
+
+class DatasetError(LlmopsError):
+    """A dataset build cannot run: no usable generator endpoint, a bad steer file, a corrupt dataset root."""

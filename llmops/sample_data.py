@@ -44,6 +44,16 @@ VERBS = ["restart", "reload", "drain", "resync"]
 FLAGS = ["--graceful", "--force", "--drain-first", "--no-wait", "--verify", "--quiet"]
 ATTRIBUTES = ("port", "protocol", "team", "release", "command")
 
+RELEASE_2_COMPONENTS = ["Quillon", "Rookery", "Sextant", "Tamarack", "Umbra", "Vesper"]
+RELEASE_2_ROLES = [
+    "compresses cold segments", "routes admin webhooks", "measures replication lag",
+    "quotas tenant storage", "shadows production traffic", "signs released artifacts",
+]
+RELEASE_2_VERSION = "4.0"
+RELEASES_OF_SAMPLE = (1, 2)
+"""`llmops sample-data --release N`: release 1 is the original corpus; release 2 adds documents for new
+components (new facts the model of release 1 cannot know) and changes one existing document (the glossary)."""
+
 
 @dataclass(frozen=True)
 class Fact:
@@ -125,6 +135,31 @@ PARAPHRASES = {
 }
 
 
+def release_components(release: int) -> list[Component]:
+    """The components whose documents land with `release` (release 1: `components()`)."""
+    if release == 1:
+        return components()
+    if release != 2:
+        raise ValueError(f"release {release}: the sample product has releases {RELEASES_OF_SAMPLE}")
+    rng = random.Random(SEED + 20)
+    taken = {int(c.port) for c in components()}
+    ports = [p for p in rng.sample(range(4100, 9900), 64) if p not in taken]
+    out = []
+    for i, name in enumerate(RELEASE_2_COMPONENTS):
+        out.append(
+            Component(
+                name=name,
+                role=RELEASE_2_ROLES[i],
+                port=str(ports[i]),
+                protocol=rng.choice(PROTOCOLS),
+                team=f"Team {rng.choice(TEAMS)}",
+                release=RELEASE_2_VERSION,
+                command=f"lark {name.lower()} {rng.choice(VERBS)} {rng.choice(FLAGS)}",
+            )
+        )
+    return out
+
+
 def facts() -> list[Fact]:
     """Every fact, with three distractors drawn from the same attribute's other values."""
     comps = components()
@@ -169,7 +204,7 @@ def _component_markdown(c: Component, rng: random.Random) -> str:
     rng.shuffle(sentences)
     return f"""---
 title: "{PRODUCT} {c.name}"
-weight: {COMPONENTS.index(c.name) + 1}
+weight: {(COMPONENTS + RELEASE_2_COMPONENTS).index(c.name) + 1}
 owner: "{c.team}"
 ---
 
@@ -279,8 +314,14 @@ def _handbook_pdf(comps: list[Component]) -> bytes:
     return minimal_pdf(lines)
 
 
-def corpus_documents() -> dict[str, bytes]:
-    """Relative path -> bytes of every sample document."""
+def corpus_documents(release: int = 1) -> dict[str, bytes]:
+    """Relative path -> bytes of every sample document of releases 1..`release`.
+
+    Release 1 is the original corpus (byte for byte). Release 2 adds one page per new component and
+    rewrites the glossary to list them too; every other release-1 document stays as it was.
+    """
+    if release not in RELEASES_OF_SAMPLE:
+        raise ValueError(f"release {release}: the sample product has releases {RELEASES_OF_SAMPLE}")
     comps = components()
     rng = random.Random(SEED + 2)
     docs: dict[str, bytes] = {}
@@ -290,6 +331,12 @@ def corpus_documents() -> dict[str, bytes]:
     docs["faq.html"] = _faq_html(comps).encode()
     docs["glossary.txt"] = _glossary_txt(comps).encode()
     docs["operations-handbook.pdf"] = _handbook_pdf(comps)
+    if release >= 2:
+        new = release_components(2)
+        rng2 = random.Random(SEED + 21)
+        for c in new:
+            docs[f"components/{c.name.lower()}.md"] = _component_markdown(c, rng2).encode()
+        docs["glossary.txt"] = _glossary_txt(comps + new).encode()
     return docs
 
 
@@ -320,11 +367,13 @@ def finetune_rows() -> list[dict]:
     return rows
 
 
-def write_sample_data(out: Path) -> dict:
-    """Write `out/corpus/` and `out/finetune.jsonl`; return a summary of what was written."""
+def write_sample_data(out: Path, release: int = 1) -> dict:
+    """Write `out/corpus/` (the documents of releases 1..`release`) and `out/finetune.jsonl` (release 1's
+    facts, as before); return a summary of what was written."""
     out = Path(out)
     corpus = out / "corpus"
-    for rel, data in corpus_documents().items():
+    documents = corpus_documents(release)
+    for rel, data in documents.items():
         path = corpus / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -333,7 +382,8 @@ def write_sample_data(out: Path) -> dict:
     (out / "facts.json").write_text(json.dumps([asdict(f) for f in facts()], indent=1) + "\n")
     return {
         "corpus_dir": str(corpus),
-        "documents": len(corpus_documents()),
+        "documents": len(documents),
+        "release": release,
         "finetune_jsonl": str(out / "finetune.jsonl"),
         "finetune_rows": len(rows),
         "facts": len(facts()),

@@ -15,6 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--landing",
         help="also copy the corpus documents into this landing folder or s3:// prefix (where the sensor looks)",
     )
+    p.add_argument(
+        "--release", type=int, choices=[1, 2], default=1,
+        help="write the documents of releases 1..N (2 adds pages for new components and changes the glossary)",
+    )
     p.add_argument("--summary-json", help="write a summary JSON here")
     p.set_defaults(handler=_run)
 
@@ -26,10 +30,10 @@ def _run(args: argparse.Namespace) -> int:
     from llmops.cli import print_json, write_summary
     from llmops.sample_data import corpus_documents, write_sample_data
 
-    summary = write_sample_data(Path(args.out))
+    summary = write_sample_data(Path(args.out), release=args.release)
     if args.landing:
         storage.check_uri(args.landing, "--landing")
-        for rel, data in corpus_documents().items():
+        for rel, data in corpus_documents(args.release).items():
             target = storage.join(args.landing, rel)
             # Rewriting an unchanged document would still look like new data to an mtime-based sensor.
             if storage.exists(target) and storage.read_bytes(target) == data:

@@ -71,9 +71,22 @@ class Dataset:
     """(where, raw row) pairs; `where` is `file:line` for error messages."""
 
 
+DATASET_MANIFEST = "dataset.json"
+"""A folder holding this file is a dataset version written by `llmops dataset build`: train on its train/."""
+
+
 def dataset_files(uri: str) -> list[str]:
-    """The data files of a dataset: the file itself, or every JSONL/Parquet file under a folder (sorted)."""
+    """The data files of a dataset: the file itself, every JSONL/Parquet file under a folder (sorted), or,
+    for a dataset version folder (`llmops dataset build`'s dataset_uri), the files of its `train/` split."""
     storage.check_uri(uri, "dataset")
+    if not uri.endswith(SUFFIXES) and storage.exists(storage.join(uri, DATASET_MANIFEST)):
+        train = storage.join(uri, "train")
+        files = [f.uri for f in storage.list_files(train) if f.uri.endswith(SUFFIXES)]
+        if not files:
+            raise InputDataError(
+                f"dataset version {uri} has no training rows under {train}: rebuild it with `llmops dataset build`"
+            )
+        return files
     files = [f.uri for f in storage.list_files(uri) if f.uri.endswith(SUFFIXES)]
     if not files:
         raise InputDataError(

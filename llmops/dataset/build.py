@@ -1,0 +1,424 @@
+"""`llmops dataset build`: fine-tuning rows and evaluation items from a corpus snapshot, versioned.
+
+Layout under a dataset root (local folder or `s3://`), shared with the evaluation and lifecycle steps:
+
+    items/<generator-config-hash>/<chunk_id>.jsonl   the item cache: one file per chunk, written atomically
+                                                     as soon as the chunk is generated (a killed build re-run
+                                                     reuses it: no teacher call is paid twice)
+    versions/<dataset_hash>/train/part-00000.parquet
+    versions/<dataset_hash>/eval/part-00000.parquet
+    versions/<dataset_hash>/dataset.json             the version's manifest (lineage, documents, counts)
+    latest.json                                      {"dataset_hash", "dataset_uri"}: written last (commit point)
+
+The dataset hash is a content hash of the rows, so the same corpus under the same generator gives the
+same hash and writes nothing. A rebuild generates only for chunks without a cache file (new or changed
+text: a chunk id is a hash of its text); the items of chunks gone from the snapshot are not in the rows.
+
+Splits are by item (a question and all its phrasings), chosen by a hash of the item id, so an item keeps
+its split across versions; a safety net moves to train any eval item one of whose normalised prompts
+is also a train prompt. Eval rows carry a slice: `new` when the item's document is absent from the parent
+version (the latest version in the same root over a different set of documents), `retained` otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import random
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from llmops import storage
+from llmops.dataset.generators import Chunk, Context, Generator, Item, config_hash, normalise
+from llmops.exceptions import ConfigError, DatasetError, InputDataError
+
+log = logging.getLogger(__name__)
+
+LATEST = "latest.json"
+MANIFEST = "dataset.json"
+EVAL_FRACTION = 0.2
+N_CHOICES = 4
+DISTRACTOR_CHUNKS = 2
+
+ROW_COLUMNS = [
+    "item_id", "phrasing", "chunk_id", "doc_id", "doc_hash", "generator", "generator_version", "split", "slice",
+    "kind", "answer_kind", "question", "prompt", "answer", "completion", "choices", "label",
+]
+
+
+def arrow_schema():
+    import pyarrow as pa
+
+    return pa.schema([
+        ("item_id", pa.string()), ("phrasing", pa.int32()), ("chunk_id", pa.string()), ("doc_id", pa.string()),
+        ("doc_hash", pa.string()), ("generator", pa.string()), ("generator_version", pa.string()),
+        ("split", pa.string()), ("slice", pa.string()), ("kind", pa.string()), ("answer_kind", pa.string()),
+        ("question", pa.string()), ("prompt", pa.string()), ("answer", pa.string()), ("completion", pa.string()),
+        ("choices", pa.list_(pa.string())), ("label", pa.int32()),
+    ])
+
+
+@dataclass(frozen=True)
+class Steer:
+    """A drift report's pointer at the chunks the next build should spend its budget on."""
+
+    drift_event: str
+    chunk_ids: tuple[str, ...]
+
+    @classmethod
+    def read(cls, uri: str) -> Steer:
+        storage.check_uri(uri, "--steer")
+        try:
+            obj = json.loads(storage.read_text(uri))
+        except FileNotFoundError:
+            raise InputDataError(f"steer file {uri} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise InputDataError(f"steer file {uri} is not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("drift_event"), str) or not isinstance(
+            obj.get("chunk_ids"), list
+        ) or not all(isinstance(c, str) for c in obj["chunk_ids"]):
+            raise InputDataError(
+                f"steer file {uri} must be a JSON object with a string drift_event and a list of string "
+                'chunk_ids, e.g. {"drift_event": "...", "chunk_ids": ["..."]}'
+            )
+        return cls(obj["drift_event"], tuple(obj["chunk_ids"]))
+
+
+def version_uri(root: str, dataset_hash: str) -> str:
+    return storage.join(root, "versions", dataset_hash)
+
+
+def read_latest(root: str) -> dict | None:
+    """The root's latest version manifest, or None for a new root."""
+    try:
+        latest = json.loads(storage.read_text(storage.join(root, LATEST)))
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{storage.join(root, LATEST)} is not valid JSON ({exc.msg}): delete it to rebuild") from None
+    return read_version_manifest(root, latest["dataset_hash"])
+
+
+def read_version_manifest(root: str, dataset_hash: str) -> dict | None:
+    try:
+        return json.loads(storage.read_text(storage.join(version_uri(root, dataset_hash), MANIFEST)))
+    except FileNotFoundError:
+        return None
+
+
+def dataset_manifest(dataset_uri: str) -> dict:
+    """The manifest of a dataset version folder (`dataset.json`), naming the folder when it is not one."""
+    storage.check_uri(dataset_uri, "dataset")
+    try:
+        return json.loads(storage.read_text(storage.join(dataset_uri, MANIFEST)))
+    except FileNotFoundError:
+        raise InputDataError(
+            f"{dataset_uri} is not a dataset version (no {MANIFEST}): give a folder written by "
+            "`llmops dataset build` (the summary's dataset_uri)"
+        ) from None
+
+
+def _cache_uri(root: str, gen_hash: str, chunk_id: str) -> str:
+    return storage.join(root, "items", gen_hash, f"{chunk_id}.jsonl")
+
+
+def _read_cache(uri: str) -> list[dict] | None:
+    try:
+        text = storage.read_text(uri)
+    except FileNotFoundError:
+        return None
+    lines = text.splitlines()
+    # The last line is the chunk's footer: a file without it was not written by a finished generation.
+    if not lines or json.loads(lines[-1]).get("footer") is not True:
+        return None
+    return [json.loads(line) for line in lines[:-1]]
+
+
+def _write_cache(uri: str, items: list[Item], quarantined: list[dict], calls: int) -> None:
+    lines = [json.dumps(i.to_json(), sort_keys=True) for i in items]
+    lines += [json.dumps({"quarantined": q}, sort_keys=True) for q in quarantined]
+    lines.append(json.dumps({"footer": True, "items": len(items), "quarantined": len(quarantined), "calls": calls}))
+    storage.write_text(uri, "\n".join(lines) + "\n")
+
+
+def _split_of(item_id: str, eval_fraction: float) -> str:
+    h = int(hashlib.sha256(f"split:{item_id}".encode()).hexdigest()[:8], 16) / 2**32
+    return "eval" if h < eval_fraction else "train"
+
+
+def _distractor_index(frame) -> dict[str, list[str]]:
+    """chunk_id -> ids of the most similar chunks of other documents (cosine on the snapshot embeddings).
+
+    The snapshot holds the very vectors the Milvus index serves; reading them here gives the same nearest
+    neighbours without opening the index (Milvus Lite allows one process) and deterministically.
+    """
+    import numpy as np
+
+    if frame.empty:
+        return {}
+    vectors = np.stack(frame["embedding"].to_numpy()).astype("float32")
+    sources = frame["source"].to_numpy()
+    ids = frame["chunk_id"].tolist()
+    out: dict[str, list[str]] = {}
+    for start in range(0, len(ids), 512):
+        sims = vectors[start:start + 512] @ vectors.T
+        for row, i in enumerate(range(start, min(start + 512, len(ids)))):
+            order = np.argsort(-sims[row], kind="stable")
+            out[ids[i]] = [ids[j] for j in order if sources[j] != sources[i]][:DISTRACTOR_CHUNKS]
+    return out
+
+
+def build_dataset(
+    corpus_uri: str,
+    root: str,
+    generator: Generator,
+    steer_uri: str | None = None,
+    budget: int | None = None,
+    eval_fraction: float = EVAL_FRACTION,
+) -> dict[str, Any]:
+    """Build (or find) the dataset version of the corpus's current snapshot; return the summary."""
+    from llmops.rag.snapshot import read_manifest, read_snapshot
+    from llmops.sample_data import prompt_for
+
+    started = time.monotonic()
+    storage.check_uri(root, "--out")
+    if budget is not None and budget < 0:
+        raise ConfigError(f"--budget {budget}: give the most chunks to generate for (0 or more)")
+    if not 0 < eval_fraction < 1:
+        raise ConfigError(f"eval_fraction {eval_fraction}: must be between 0 and 1")
+    steer = Steer.read(steer_uri) if steer_uri else None
+    corpus = read_manifest(corpus_uri)
+    columns = ["chunk_id", "source", "doc_hash", "chunk_index", "heading_path", "text"]
+    if generator.needs_distractors:
+        columns.append("embedding")
+    frame = read_snapshot(corpus_uri, columns=columns).sort_values(["source", "chunk_index"], kind="stable")
+    frame = frame.reset_index(drop=True)
+    chunks = {r.chunk_id: Chunk(r.chunk_id, r.text, r.heading_path, r.source) for r in frame.itertuples()}
+    doc_of = dict(zip(frame["chunk_id"], zip(frame["source"], frame["doc_hash"], strict=True), strict=True))
+    documents = {src: entry.get("hash") for src, entry in sorted(corpus.get("documents", {}).items())}
+    documents = {src: h for src, h in documents.items() if src in set(frame["source"])} or documents
+
+    gen_hash = config_hash(generator)
+    cached: dict[str, list[dict]] = {}
+    for cid in chunks:
+        got = _read_cache(_cache_uri(root, gen_hash, cid))
+        if got is not None:
+            cached[cid] = got
+    todo = [cid for cid in chunks if cid not in cached]
+    if steer:
+        steered = [c for c in steer.chunk_ids if c in chunks and c not in cached]
+        todo = list(dict.fromkeys(steered + todo))
+    pending = todo[budget:] if budget is not None else []
+    todo = todo[:budget] if budget is not None else todo
+
+    distractors = _distractor_index(frame) if generator.needs_distractors and todo else {}
+    generated_items, calls = 0, 0
+    t_gen = time.monotonic()
+
+    def run(cid: str):
+        ctx = Context(distractors=tuple(chunks[d] for d in distractors.get(cid, [])))
+        out = generator.generate(chunks[cid], ctx)
+        _write_cache(_cache_uri(root, gen_hash, cid), out.items, out.quarantined, out.calls)
+        return cid, out
+
+    workers = max(1, int(getattr(generator, "max_workers", 1)))
+    results = {}
+    if workers == 1:
+        for cid in todo:
+            results[cid] = run(cid)[1]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dataset-gen") as pool:
+            futures = {pool.submit(run, cid) for cid in todo}
+            try:
+                while futures:
+                    done, futures = wait(futures, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        cid, out = f.result()
+                        results[cid] = out
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    for cid, out in results.items():
+        cached[cid] = [i.to_json() for i in out.items] + [{"quarantined": q} for q in out.quarantined]
+        generated_items += len(out.items)
+        calls += out.calls
+    gen_seconds = time.monotonic() - t_gen
+
+    # --- assemble ------------------------------------------------------------------------------------
+    order = {cid: i for i, cid in enumerate(chunks)}
+    occurrences: dict[str, list[tuple[int, str, Item]]] = defaultdict(list)
+    quarantined: list[dict] = []
+    reused_items = 0
+    for cid in sorted(cached, key=lambda c: order.get(c, 1 << 62)):
+        if cid not in chunks:
+            continue
+        for obj in cached[cid]:
+            if "quarantined" in obj:
+                quarantined.append({"chunk_id": cid, **obj["quarantined"]})
+                continue
+            item = Item.from_json(obj)
+            occurrences[item.item_id].append((order[cid], cid, item))
+            if cid not in results:
+                reused_items += 1
+    items: dict[str, tuple[str, Item]] = {}
+    ambiguous = 0
+    for iid, occ in occurrences.items():
+        # One vote per statement of a document: chunk overlaps repeat a statement, they do not confirm it.
+        votes = Counter(a for a, _, _ in {(o[2].answer, doc_of[o[1]][0], o[2].evidence) for o in occ})
+        (best, n), *rest = votes.most_common()
+        if rest and rest[0][1] == n:
+            ambiguous += 1
+            continue
+        _, cid, item = next(o for o in occ if o[2].answer == best)
+        items[iid] = (cid, item)
+
+    split = {iid: ("train" if it.trainable_only else _split_of(iid, eval_fraction)) for iid, (_, it) in items.items()}
+    train_prompts = {normalise(q) for iid, (_, it) in items.items() if split[iid] == "train" for q in it.questions}
+    moved = 0
+    for iid, (_, it) in items.items():
+        if split[iid] == "eval" and any(normalise(q) in train_prompts for q in it.questions):
+            split[iid] = "train"
+            moved += 1
+    # An item moved to train adds prompts too: repeat until no eval prompt is among train prompts.
+    while True:
+        train_prompts = {normalise(q) for iid, (_, it) in items.items() if split[iid] == "train" for q in it.questions}
+        clash = [iid for iid, (_, it) in items.items()
+                 if split[iid] == "eval" and any(normalise(q) in train_prompts for q in it.questions)]
+        if not clash:
+            break
+        for iid in clash:
+            split[iid] = "train"
+            moved += 1
+
+    latest = read_latest(root)
+    parent = latest
+    if latest is not None and latest.get("documents") == documents and latest.get("generator_config_hash") == gen_hash:
+        # The same corpus as the latest version (a re-run, or a budgeted build continuing): keep its parent,
+        # so the slices (and so the hash) do not depend on how many times the build ran.
+        parent = read_version_manifest(root, latest["parent_dataset_hash"]) if latest.get("parent_dataset_hash") else None
+    parent_docs = set((parent or {}).get("documents", {}))
+
+    pools: dict[str, list[str]] = defaultdict(list)
+    for _iid, (_, it) in sorted(items.items()):
+        if not it.trainable_only and it.answer not in pools[it.answer_kind]:
+            pools[it.answer_kind].append(it.answer)
+    all_answers = sorted({a for pool in pools.values() for a in pool})
+
+    rows: list[dict[str, Any]] = []
+    for iid in sorted(items):
+        cid, it = items[iid]
+        doc_id, doc_hash = doc_of[cid]
+        sp = split[iid]
+        choices, label, slice_ = None, None, None
+        if sp == "eval":
+            slice_ = "retained" if doc_id in parent_docs else "new"
+            rng = random.Random(f"choices:{iid}")
+            same = [a for a in pools[it.answer_kind] if normalise(a) != normalise(it.answer)]
+            others = [a for a in all_answers if normalise(a) != normalise(it.answer) and a not in same]
+            picked = rng.sample(same, min(N_CHOICES - 1, len(same)))
+            if len(picked) < N_CHOICES - 1:
+                picked += rng.sample(others, min(N_CHOICES - 1 - len(picked), len(others)))
+            label = rng.randrange(len(picked) + 1)
+            choices = picked[:label] + [it.answer] + picked[label:]
+        for k, q in enumerate(it.questions):
+            rows.append({
+                "item_id": iid, "phrasing": k, "chunk_id": cid, "doc_id": doc_id, "doc_hash": doc_hash,
+                "generator": generator.name, "generator_version": generator.version, "split": sp,
+                "slice": slice_, "kind": it.kind, "answer_kind": it.answer_kind, "question": q,
+                "prompt": prompt_for(q), "answer": it.answer, "completion": f" {it.answer}",
+                "choices": choices, "label": label,
+            })
+    train_rows = [r for r in rows if r["split"] == "train"]
+    eval_rows = [r for r in rows if r["split"] == "eval"]
+    if not train_rows:
+        raise InputDataError(
+            f"corpus {corpus_uri} gave no training rows ({len(chunks)} chunks, {len(quarantined)} items "
+            "quarantined): check the snapshot has text, or the generator's quarantine reasons"
+        )
+    dataset_hash = hashlib.sha256(
+        json.dumps(rows, sort_keys=True, ensure_ascii=False).encode()
+    ).hexdigest()[:16]
+    uri = version_uri(root, dataset_hash)
+    parent_hash = (parent or {}).get("dataset_hash")
+    counts = {
+        "rows_train": len(train_rows),
+        "rows_eval": len(eval_rows),
+        "rows_eval_new": sum(r["slice"] == "new" for r in eval_rows),
+        "rows_eval_retained": sum(r["slice"] == "retained" for r in eval_rows),
+        "items_train": len({r["item_id"] for r in train_rows}),
+        "items_eval": len({r["item_id"] for r in eval_rows}),
+        "items_ambiguous": ambiguous,
+        "items_moved_to_train": moved,
+        "items_quarantined": len(quarantined),
+    }
+    prev_chunks = set((latest or {}).get("chunk_ids", []))
+    written = read_version_manifest(root, dataset_hash) is None
+    if written:
+        manifest = {
+            "dataset_hash": dataset_hash,
+            "dataset_uri": uri,
+            "snapshot_id": corpus["snapshot_id"],
+            "generator": generator.name,
+            "generator_version": generator.version,
+            "generator_config": generator.config(),
+            "generator_config_hash": gen_hash,
+            "parent_dataset_hash": parent_hash,
+            "documents": documents,
+            "chunk_ids": sorted(chunks),
+            "chunks_pending": len(pending),
+            "counts": counts,
+            "eval_fraction": eval_fraction,
+            "steered_by": steer.drift_event if steer else None,
+            "created_from": corpus_uri,
+            "quarantined": quarantined,
+        }
+        _write_split(storage.join(uri, "train", "part-00000.parquet"), train_rows)
+        _write_split(storage.join(uri, "eval", "part-00000.parquet"), eval_rows)
+        storage.write_text(storage.join(uri, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    if latest is None or latest["dataset_hash"] != dataset_hash:
+        storage.write_text(storage.join(root, LATEST),
+                           json.dumps({"dataset_hash": dataset_hash, "dataset_uri": uri}, sort_keys=True) + "\n")
+    seconds = time.monotonic() - started
+    summary = {
+        "dataset_uri": uri,
+        "dataset_root": root,
+        "dataset_hash": dataset_hash,
+        "written": written,
+        "snapshot_id": corpus["snapshot_id"],
+        "generator": generator.name,
+        "generator_version": generator.version,
+        "generator_config_hash": gen_hash,
+        **counts,
+        "items_generated": generated_items,
+        "items_reused": reused_items,
+        "teacher_calls": calls,
+        "chunks_total": len(chunks),
+        "chunks_generated": len(results),
+        "chunks_new": len(set(chunks) - prev_chunks) if latest is not None else len(chunks),
+        "chunks_deleted": len(prev_chunks - set(chunks)),
+        "chunks_pending": len(pending),
+        "parent_dataset_hash": parent_hash,
+        "steered_by": steer.drift_event if steer else None,
+        "generation_seconds": round(gen_seconds, 3),
+        "seconds": round(seconds, 3),
+    }
+    log.info("dataset %s: %d train rows, %d eval rows (%d new, %d retained); %d chunks generated, %d pending",
+             dataset_hash, counts["rows_train"], counts["rows_eval"], counts["rows_eval_new"],
+             counts["rows_eval_retained"], len(results), len(pending))
+    return summary
+
+
+def _write_split(uri: str, rows: list[dict]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(rows, schema=arrow_schema())
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    storage.write_bytes(uri, buf.getvalue())
