@@ -2,7 +2,13 @@
 
 The SparkApplication comes from `llmops.rag.sparkapp` (template + values + settings); the job writes its
 summary JSON to `<state>/spark-summaries/...` in object storage (a Spark driver pod has no XCom sidecar),
-and this operator returns that file as the task's XCom, like the local mode's subprocess does.
+and this operator returns that file as the task's XCom, like the local mode's subprocess does, and puts
+it on the task's asset events (as the step pods do).
+
+Like the step pods, it is durable (a restarted worker finds the running driver instead of submitting a
+second application) and deferrable (no worker slot held while Spark runs; the triggerer watches the
+driver pod and the task resumes in `trigger_reentry`). The summary is read in both ends: `execute`
+when the driver had already finished (or `deferrable=False`), `trigger_reentry` after a deferral.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from airflow.providers.cncf.kubernetes.operators.spark_kubernetes import SparkKu
 
 from llmops import storage
 from llmops.settings import Settings
-from llmops_operators.base import airflow_settings
+from llmops_operators.base import airflow_settings, attach_summary_to_outlets
+from llmops_operators.s3 import aws_connection
 
 SUMMARY_NAME = "{{ dag.dag_id }}/{{ run_id | replace(':', '') | replace('+', '') }}/{{ ti.task_id }}-{{ ti.try_number }}.json"
 """Templated path of a run's summary under `<state>/spark-summaries/`: unique per try, readable by the worker."""
@@ -54,13 +61,16 @@ class SparkApplicationOperator(SparkKubernetesOperator):
             "startup_timeout_seconds": settings.startup_timeout_s,
             "get_logs": True,
             "log_events_on_failure": True,
-            "reattach_on_restart": True,
             "delete_on_termination": True,
-            # The summary is read from storage after the driver finishes, which the deferrable path skips.
-            "deferrable": False,
+            # `durable` replaces the deprecated `reattach_on_restart` (cncf.kubernetes 10.25 on Airflow 3.3).
+            "durable": True,
+            "deferrable": True,
         }
         defaults.update(kwargs)
         super().__init__(template_spec=spec, **defaults)
+        # The Spark operator finds a running driver by its labels when its own `reattach_on_restart`
+        # attribute is set; one knob (`durable`) decides both.
+        self.reattach_on_restart = self.durable
         self.settings = settings
         # The parent defaults to no XCom; this operator's return value (the summary) is its XCom.
         self.do_xcom_push = summary
@@ -69,14 +79,28 @@ class SparkApplicationOperator(SparkKubernetesOperator):
         from llmops.k8s.validate import require_valid
 
         require_valid([self.template_spec], f"SparkApplication of task {self.task_id}")
-        # The driver pod has no XCom sidecar: run the parent without its sidecar extraction, then return
-        # the summary the job wrote, which Airflow pushes as this task's XCom.
+        # Deferred: this raises TaskDeferred and the task resumes in trigger_reentry.
+        self._without_sidecar(super().execute, context)
+        return self._summary(context)
+
+    def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
+        self._without_sidecar(super().trigger_reentry, context, event)
+        return self._summary(context)
+
+    def _without_sidecar(self, method: Any, *args: Any) -> None:
+        """Run a parent method without its XCom sidecar extraction: the driver pod has no sidecar."""
         push = self.do_xcom_push
         self.do_xcom_push = False
         try:
-            super().execute(context)
+            method(*args)
         finally:
             self.do_xcom_push = push
+
+    def _summary(self, context: Any) -> Any:
+        """The summary the job wrote (read with the Airflow S3 connection), also put on the asset events."""
         if not self.summary_uri:
             return None
-        return json.loads(storage.read_text(self.summary_uri))
+        with aws_connection(self.settings.aws_conn_id):
+            summary = json.loads(storage.read_text(self.summary_uri))
+        attach_summary_to_outlets(self, context, summary)
+        return summary
