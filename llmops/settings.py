@@ -121,6 +121,11 @@ class Settings(BaseModel):
     kubernetes_conn_id: str = "kubernetes_default"
     """Airflow connection to the cluster."""
 
+    crd_dir: str | None = None
+    """Folder of CustomResourceDefinition YAML files that custom resources (ServiceMonitor, ScaledObject,
+    HTTPRoute, InferenceService, SparkApplication...) are validated against when the cluster's own CRDs
+    are not read (mode local, or no cluster access). Unset: the project's schemas of the fields it renders."""
+
     image: str = "ghcr.io/airflow-llmops/worker:0.1.0"
     """Image of step pods (the Dockerfile's `worker` target: trainer stack, Spark, Java)."""
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-CORPUS = SHARED / "corpus"
+SHARED_ENV = "TESTS_SHARED_DIR"
+"""Overrides where `../shared` is looked for (a path; a missing one makes its tests skip)."""
 
 # Set before anything imports Airflow or reads settings.
 _session_root = Path(tempfile.mkdtemp(prefix="llmops-tests-"))
@@ -32,6 +32,60 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 for key in [k for k in os.environ if k.startswith("LLMOPS_") and k != "LLMOPS_DATA_ROOT"]:
     del os.environ[key]
+
+
+# --- ../shared: real corpora and upstream CRDs beside the checkout (CI has it; a clone does not) -----------
+
+
+def shared_root() -> Path:
+    """`../shared` beside the checkout (a git worktree one folder deeper finds it one folder up), or
+    `$TESTS_SHARED_DIR`. The folder may be absent: tests that need it skip."""
+    if os.environ.get(SHARED_ENV):
+        return Path(os.environ[SHARED_ENV])
+    for parent in (REPO.parent, REPO.parent.parent):
+        if (parent / "shared").is_dir():
+            return parent / "shared"
+    return REPO.parent / "shared"
+
+
+def shared_path(name: str) -> Path:
+    """`../shared/<name>` (may not exist)."""
+    return shared_root() / name
+
+
+def require_shared(name: str) -> Path:
+    """`../shared/<name>`, or skip the calling test with a reason naming the folder."""
+    path = shared_path(name)
+    if not path.is_dir():
+        pytest.skip(f"needs the folder {path} (../shared/{name} beside the checkout), which is absent")
+    return path
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "requires_shared(name): needs ../shared/<name> beside the checkout; skips when it is absent"
+    )
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("requires_shared"):
+        for name in mark.args:
+            require_shared(name)
+
+
+@pytest.fixture(autouse=True)
+def _no_cluster_crds(monkeypatch):
+    """No test reads CRDs from a real cluster: in mode kubernetes, validation would use the machine's
+    kubeconfig (tests of the cluster source pass a stand-in `ClusterCRDs`)."""
+    import llmops.k8s.validate
+
+    monkeypatch.setattr(llmops.k8s.validate, "cluster_crds", lambda: None)
+
+
+@pytest.fixture
+def shared_dir():
+    """`shared_dir("crds")` -> the folder ../shared/crds, or skip the test naming the absent folder."""
+    return require_shared
 
 
 @pytest.fixture(scope="session")

@@ -6,20 +6,10 @@ import shutil
 from pathlib import Path
 
 from llmops.sample_data import corpus_documents, minimal_pdf
+from tests.conftest import require_shared, shared_path
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _shared(name: str) -> Path:
-    # `../shared/<name>` beside the checkout; a git worktree (/work/wt/<name>) finds it one folder up.
-    for parent in (REPO.parent, REPO.parent.parent):
-        if (parent / "shared" / name).is_dir():
-            return parent / "shared" / name
-    return REPO.parent / "shared" / name
-
-
-CORPUS = _shared("corpus")
-CRDS = _shared("crds")
+CORPUS = shared_path("corpus")
+"""`../shared/corpus` (real documents); tests reading it are marked `requires_shared("corpus")`."""
 
 K8S_DOCS = [
     "concepts/workloads/pods/static-pods.md",
@@ -53,7 +43,9 @@ BAD_REASONS = {
 
 
 def write_corpus(root: Path, k8s: list[str] = K8S_DOCS, bad_mb: float | None = None) -> Path:
-    """The project's sample corpus, a few Kubernetes pages and (optionally) the bad documents, under root."""
+    """The project's sample corpus, a few Kubernetes pages and (optionally) the bad documents, under root.
+    Kubernetes pages come from ../shared/corpus: the calling test skips when that folder is absent."""
+    corpus = require_shared("corpus") if k8s else CORPUS
     root.mkdir(parents=True, exist_ok=True)
     for rel, data in corpus_documents().items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -61,7 +53,7 @@ def write_corpus(root: Path, k8s: list[str] = K8S_DOCS, bad_mb: float | None = N
     for rel in k8s:
         target = root / "k8s" / Path(rel).name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(CORPUS / "k8s-docs" / rel, target)
+        shutil.copyfile(corpus / "k8s-docs" / rel, target)
     if bad_mb is not None:
         for rel, data in bad_documents(bad_mb).items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)

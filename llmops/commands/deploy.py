@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "validate",
-        help="validate every manifest under a folder (Kubernetes schema, strict; CRD schemas for custom resources)",
+        help="validate every manifest under a folder (Kubernetes schema, strict; custom resources against the "
+        "cluster's CRDs in mode kubernetes, else the crd_dir setting's CRD files, else the project's schemas)",
     )
     p.add_argument("dir", help="folder of rendered manifests")
     p.add_argument("--summary-json", help="write a summary JSON here")
@@ -132,6 +133,7 @@ def _render(args: argparse.Namespace) -> int:
         "namespace": rendered.namespace,
         "files": list(rendered.files),
         "changed": changed,
+        "validated_by": rendered.validated_by,
         "render_validate_s": round(render_s, 4),
         "write_s": round(time.perf_counter() - t1, 4),
     }
@@ -145,23 +147,27 @@ def _validate(args: argparse.Namespace) -> int:
 
     from llmops.cli import print_json, write_summary
     from llmops.exceptions import ManifestInvalid
-    from llmops.k8s.validate import validate_dir
+    from llmops.k8s.validate import check_dir
 
     folder = Path(args.dir)
     if not folder.is_dir():
         raise ManifestInvalid(f"{args.dir} is not a folder: give the folder llmops render wrote")
-    results = validate_dir(folder)
+    results = check_dir(folder)
     if not results:
         raise ManifestInvalid(f"{args.dir} holds no YAML files")
-    invalid = {f: [str(p) for p in problems] for f, problems in results.items() if problems}
-    for f, problems in results.items():
-        if problems:
-            print(f"INVALID {f}", file=sys.stderr)
-            for p in problems:
-                print(f"  {p}", file=sys.stderr)
-        else:
-            print(f"ok      {f}", file=sys.stderr)
-    summary = {"dir": str(folder), "files": len(results), "valid": len(results) - len(invalid), "invalid": invalid}
+    invalid = {f: [str(p) for p in report.problems] for f, report in results.items() if report.problems}
+    for f, report in results.items():
+        by = ", ".join(f"{obj}: {src}" for obj, src in report.validated_by.items())
+        print(f"{'INVALID' if report.problems else 'ok     '} {f}" + (f"  ({by})" if by else ""), file=sys.stderr)
+        for p in report.problems:
+            print(f"  {p}", file=sys.stderr)
+    summary = {
+        "dir": str(folder),
+        "files": len(results),
+        "valid": len(results) - len(invalid),
+        "invalid": invalid,
+        "validated_by": {f: report.validated_by for f, report in results.items() if report.validated_by},
+    }
     write_summary(args.summary_json, summary)
     print_json(summary)
     if invalid:

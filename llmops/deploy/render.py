@@ -28,7 +28,7 @@ from llmops.deploy.model import ServedModel, is_hub_id, served_model, stable_uri
 from llmops.exceptions import ConfigError, ManifestInvalid
 from llmops.k8s.templates import render as render_template
 from llmops.k8s.templates import to_yaml
-from llmops.k8s.validate import validate_documents
+from llmops.k8s.validate import check_documents
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ class Rendered:
     """File name -> YAML text, sorted by name; includes `kustomization.yaml`."""
     objects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """File name -> the objects in it (the kustomization excluded)."""
+    validated_by: dict[str, str] = field(default_factory=dict)
+    """`Kind/name` -> the schema source that validated it: `builtin` (kubernetes-validate), `cluster`
+    (the target cluster's CRD), `crd_dir` (the crd_dir setting's CRD files) or `project` (llmops/k8s/schemas)."""
 
     @property
     def model_dir(self) -> str:
@@ -469,7 +472,8 @@ def render(model: ServedModel, config: DeployConfig, stable: ServedModel | None 
         files["httproute.yaml"] = render_template("vllm/httproute.yaml.j2", {"s": _route(config, shared, ctxs)})
 
     objects = {k: files[k] for k in sorted(files)}
-    problems = validate_documents([o for k in objects for o in objects[k]], "rendered manifests")
+    checked = check_documents([o for k in objects for o in objects[k]], "rendered manifests")
+    problems = [p for c in checked for p in c.problems]
     if problems:
         raise ManifestInvalid(
             f"the manifests rendered for {model.name} version {model.version} are invalid (nothing written):\n  "
@@ -495,6 +499,7 @@ def render(model: ServedModel, config: DeployConfig, stable: ServedModel | None 
         namespace=namespace,
         files=dict(sorted(texts.items())),
         objects=objects,
+        validated_by={c.obj: c.source for c in checked},
     )
 
 

@@ -71,6 +71,6 @@ def render_spark_application(
     if validate:
         from llmops.k8s.validate import require_valid
 
-        require_valid(docs, TEMPLATE)
+        require_valid(docs, TEMPLATE, settings)
     (app,) = docs
     return app

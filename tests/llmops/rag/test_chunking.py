@@ -10,6 +10,7 @@ from llmops.exceptions import ConfigError
 from llmops.rag.chunking import ChunkingConfig, chunk_document, count_tokens, load_tokenizer
 from llmops.rag.extract import extract
 from llmops.sample_data import corpus_documents
+from tests.conftest import require_shared
 from tests.rag_helpers import CORPUS
 
 MODEL = "all-MiniLM-L6-v2"
@@ -22,6 +23,7 @@ K8S = [
 
 @pytest.fixture(scope="module")
 def documents():
+    require_shared("corpus")
     docs = [extract(p, (CORPUS / "k8s-docs" / p).read_bytes()) for p in K8S]
     docs += [extract(name, data) for name, data in corpus_documents().items() if name.endswith((".rst", ".html"))]
     return docs

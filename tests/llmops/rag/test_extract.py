@@ -46,6 +46,7 @@ def test_html_rst_text_and_pdf_of_the_sample_corpus():
     assert pdf.sections[0].path == ("page 1",) and not pdf.sections[0].heading
 
 
+@pytest.mark.requires_shared("corpus")
 def test_real_pdf_keeps_pages_as_sections():
     doc = extract("stride.pdf", (CORPUS / "pdfs" / "STRIDE Threat Modeling.pdf").read_bytes())
     assert [s.path[-1] for s in doc.sections] == ["page 1", "page 2"]

@@ -7,14 +7,8 @@ import pytest
 from llmops.k8s.templates import to_yaml
 from llmops.k8s.validate import validate_object
 from llmops.settings import load_settings
-from tests.rag_helpers import CRDS
 
 ARGS = ["--input", "s3://docs/landing", "--output", "s3://docs/processed", "--vector-store", "http://milvus:19530"]
-
-
-@pytest.fixture(autouse=True)
-def _crds(monkeypatch):
-    monkeypatch.setenv("LLMOPS_CRD_DIR", str(CRDS))
 
 
 def settings(**kw):
