@@ -56,6 +56,7 @@ def first(spark, tmp_path_factory):
     return corpus, out, summary
 
 
+@pytest.mark.requires_shared("corpus")  # before the Spark session starts
 def test_first_run_indexes_good_documents_and_quarantines_bad_ones(first):
     corpus, out, summary = first
     good = 28 + 3 + 1
@@ -93,6 +94,7 @@ def test_first_run_indexes_good_documents_and_quarantines_bad_ones(first):
     assert milvus_ids(out) == set(frame["chunk_id"])
 
 
+@pytest.mark.requires_shared("corpus")  # before the Spark session starts
 def test_search_finds_the_expected_sources(first):
     _, out, _ = first
     hits = search(str(out), "What is the default port of the Larkspur Harbor service?", k=3)
@@ -103,6 +105,7 @@ def test_search_finds_the_expected_sources(first):
     assert any(h["source"].endswith("static-pods.md") for h in hits)
 
 
+@pytest.mark.requires_shared("corpus")  # before the Spark session starts
 def test_rerun_is_a_noop_and_edits_replace_only_their_chunks(first):
     corpus, out, summary1 = first
     rerun = run_preprocess(config(str(corpus), str(out)))
