@@ -20,6 +20,7 @@ from airflow.sdk.exceptions import AirflowException
 from llmops.exceptions import LlmopsError
 from llmops.settings import Settings
 from llmops_operators.base import airflow_settings
+from llmops_operators.s3 import uses_aws_connection
 
 FIELD_MANAGER = "airflow-llmops"
 
@@ -81,6 +82,7 @@ class DeployManifestsOperator(BaseOperator):
         hook = KubernetesHook(conn_id=self.kubernetes_conn_id or settings.kubernetes_conn_id)
         return DynamicKubeApi(hook.api_client, field_manager=FIELD_MANAGER)
 
+    @uses_aws_connection
     def execute(self, context: Any) -> dict[str, Any]:
         from llmops.deploy.publish import deploy_folder
 

@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from llmops.settings import Settings
 from llmops_operators.base import airflow_settings
+from llmops_operators.s3 import uses_aws_connection
 
 LIST_LIMIT = 50
 """At most this many document URIs per list in the XCom summary (the counts are always complete)."""
@@ -89,6 +90,7 @@ class LandingChangesOperator(BaseOperator):
         self.output_uri = output_uri
         self.max_document_mb = max_document_mb
 
+    @uses_aws_connection
     def execute(self, context: Any) -> dict[str, Any]:
         from llmops.rag.plan import pending_changes
 

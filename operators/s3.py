@@ -14,10 +14,12 @@ amazon provider.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator
+import functools
+from collections.abc import Callable, Generator
 from typing import Any
 
 from llmops import storage
+from llmops_operators.base import airflow_settings
 
 
 def connection_s3_client(conn_id: str | None) -> Any | None:
@@ -29,7 +31,7 @@ def connection_s3_client(conn_id: str | None) -> Any | None:
 
     hook = S3Hook(aws_conn_id=conn_id, config=storage.client_config())
     conn = hook.conn_config
-    if conn.conn_id is None:  # the hook logged "Unable to find AWS Connection ID ..."
+    if not conn:  # no such connection: the hook logged "Unable to find AWS Connection ID ..."
         return None
     endpoint = conn.get_service_endpoint_url("s3")
     if endpoint or not storage.endpoint_url():
@@ -49,3 +51,17 @@ def aws_connection(conn_id: str | None) -> Generator[None, None, None]:
     the first call), or the environment chain when that connection does not exist."""
     with storage.using_client(lambda: _client_or_environment(conn_id)):
         yield
+
+
+def uses_aws_connection(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate an operator's `execute` or a `@task` function: the storage calls it makes use the
+    connection named by the operator's settings (`self.settings.aws_conn_id`), else by the Airflow-side
+    settings (`[llmops] aws_conn_id`)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        settings = (getattr(args[0], "settings", None) if args else None) or airflow_settings()
+        with aws_connection(settings.aws_conn_id):
+            return fn(*args, **kwargs)
+
+    return wrapper
