@@ -35,6 +35,7 @@ from llmops_operators import airflow_settings, step_operator
 from llmops_operators.assets import CORPUS, MODEL, RETRAIN
 from llmops_operators.deploy import DeployManifestsOperator
 from llmops_operators.evaluation import gate_tasks
+from llmops_operators.s3 import uses_aws_connection
 from llmops_operators.schedules import cron_schedule
 from llmops_operators.triggers import retrain_trigger
 
@@ -129,6 +130,7 @@ with DAG(
     check = retrain_trigger(task_id="check_trigger")
 
     @task(multiple_outputs=False)
+    @uses_aws_connection
     def resolve_inputs(params=None) -> dict:
         """Check the base model and dataset; record the latest corpus snapshot (lineage)."""
         from llmops.training.inputs import resolve_inputs as resolve

@@ -26,6 +26,7 @@ from llmops.triggers import (
 )
 from llmops_operators.assets import CORPUS, RETRAIN
 from llmops_operators.base import airflow_settings
+from llmops_operators.s3 import uses_aws_connection
 
 
 def _events(triggering: Any, asset) -> list[TriggerEvent]:
@@ -58,6 +59,7 @@ class RetrainTriggerOperator(BaseOperator, SkipMixin):
         self.cooldown_hours = cooldown_hours
         self.settings = settings
 
+    @uses_aws_connection
     def execute(self, context: Any) -> dict[str, Any]:
         settings = self.settings or airflow_settings()
         dag_run = context["dag_run"]
