@@ -120,6 +120,12 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     _bench_inputs(p)
     p.add_argument("--steps", type=int, help="steps per measured run (default: two checkpoint intervals)")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds of both loops; the best of each counts")
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        help="the device's peak TFLOP/s for `mfu` (default: the dense bf16 datasheet figure of an H100/H200 SXM; "
+        "none for other devices)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON (always JSON; kept for symmetry)")
     p.set_defaults(handler=_bench_train)
 
@@ -179,7 +185,7 @@ def _bench_train(args: argparse.Namespace) -> int:
 
     settings, base_model, dataset, config = _bench_setup(args)
     print_json(bench_train(base_model, dataset, settings, config, steps=args.steps, rounds=args.rounds,
-                           overrides=args.overrides))
+                           overrides=args.overrides, peak_tflops=args.peak_tflops))
     return 0
 
 

@@ -28,22 +28,83 @@ from llmops.settings import Settings
 
 # --- throughput ----------------------------------------------------------------------------------------
 
+DATASHEET_PEAK_TFLOPS = {"NVIDIA H100 80GB HBM3": 989.4, "NVIDIA H200": 989.4}
+"""Dense bf16/fp16 tensor-core peak of the SXM parts by their CUDA device name (vendor datasheet); other
+devices (or another figure, such as a measured matmul rate) need `--peak-tflops`."""
 
-def bare_loop_tokens_per_s(model_path: str, config, rows, steps: int) -> float:
-    """Tokens per second of a bare PEFT + torch loop: same model, LoRA, optimizer, batches; nothing else."""
+
+def device_peak_tflops(device: str, dtype: str, given: float | None = None) -> float | None:
+    """The peak the MFU is taken against: `given`, else the datasheet figure of a known GPU in bf16/fp16."""
+    if given is not None:
+        return given
+    return DATASHEET_PEAK_TFLOPS.get(device) if dtype in ("bfloat16", "float16") else None
+
+
+def lora_flops_per_token(frozen_linear_params: int, trainable_params: int, layers: int, attention_width: int,
+                         context: float) -> float:
+    """Model FLOPs of one trained token of a LoRA step (recomputation not counted).
+
+    `4 * frozen_linear_params`: forward (2) and the gradient with respect to the inputs (2) through every
+    frozen matrix, the output head included; a frozen weight gets no gradient (the 2 more of full
+    fine-tuning's 6). `6 * trainable_params`: forward, input and weight gradient of the adapter.
+    `6 * layers * attention_width * context`: causal attention (QK^T and AV, 2 FLOPs per multiply-add,
+    half the square; backward twice the forward), with `context` = sum(len^2) / sum(len) over the rows,
+    the exact average for unpadded rows of different lengths."""
+    return 4.0 * frozen_linear_params + 6.0 * trainable_params + 6.0 * layers * attention_width * context
+
+
+def model_flops_per_token(model, rows) -> dict[str, Any]:
+    """`lora_flops_per_token` of a PEFT model on these rows, with the counts it used."""
     import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
+
+    frozen = sum(m.in_features * m.out_features for m in model.modules()
+                 if isinstance(m, torch.nn.Linear) and not m.weight.requires_grad)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    cfg = model.config
+    width = cfg.num_attention_heads * (getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
+    lengths = [e.length for e in rows]
+    context = sum(n * n for n in lengths) / sum(lengths)
+    return {
+        "flops_per_token": lora_flops_per_token(frozen, trainable, cfg.num_hidden_layers, width, context),
+        "frozen_linear_parameters": frozen,
+        "trainable_parameters": trainable,
+        "attention_context": round(context, 1),
+    }
+
+
+def _reset_peak_memory(device) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_memory_gib(device) -> dict[str, float | None]:
+    import torch
+
+    if device.type != "cuda":
+        return {"allocated": None, "reserved": None}
+    return {"allocated": round(torch.cuda.max_memory_allocated(device) / 2**30, 2),
+            "reserved": round(torch.cuda.max_memory_reserved(device) / 2**30, 2)}
+
+
+def bare_loop(model_path: str, base_model: str, config, rows, steps: int) -> dict[str, Any]:
+    """A bare PEFT + torch loop: the trainer's model (device, dtype, quantization, LoRA), optimizer and
+    batches; no tracking, step log, scheduler or checkpoints. Tokens/s, peak GPU memory, FLOPs per token."""
+    import torch
 
     from llmops.training.data import DataOrder, collate
+    from llmops.training.trainer import Dist, _device_and_dtype, load_model
 
+    device, dtype = _device_and_dtype(config, Dist())
+    _reset_peak_memory(device)
     torch.manual_seed(config.seed)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    model = get_peft_model(
-        model,
-        LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                   target_modules=config.target_modules, task_type="CAUSAL_LM"),
-    )
+    model = load_model(model_path, base_model, config, device, dtype)
+    flops = model_flops_per_token(model, rows)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     order = DataOrder(len(rows), config.seed)
@@ -54,16 +115,21 @@ def bare_loop_tokens_per_s(model_path: str, config, rows, steps: int) -> float:
     started = time.perf_counter()
     for _ in range(steps):
         for _ in range(config.grad_accum_steps):
-            batch = collate([rows[i] for i in order.indices(position, config.batch_size)], pad)
+            batch = {k: v.to(device) for k, v in
+                     collate([rows[i] for i in order.indices(position, config.batch_size)], pad).items()}
             position += config.batch_size
             loss = model(**batch).loss / config.grad_accum_steps
             loss.backward()
             tokens += int(batch["attention_mask"].sum())
-        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        if config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        loss.item()
-    return tokens / (time.perf_counter() - started)
+        loss.item()  # waits for the step, as the trainer's loss logging does
+    seconds = time.perf_counter() - started
+    return {"tokens_per_s": tokens / seconds, "peak_gpu_memory_gib": _peak_memory_gib(device), **flops,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "dtype": str(dtype).removeprefix("torch.")}
 
 
 def bench_train(
@@ -74,11 +140,21 @@ def bench_train(
     steps: int | None = None,
     rounds: int = 2,
     overrides: list[str] | None = None,
+    peak_tflops: float | None = None,
 ) -> dict[str, Any]:
-    """The trainer's tokens/s against the bare loop's, and the checkpoint overhead at the default interval."""
+    """The trainer's tokens/s against the bare loop's, the checkpoint overhead at the default interval,
+    peak GPU memory, and the model FLOP utilisation against `peak_tflops` (default: the datasheet peak
+    of a known GPU, else none)."""
     from llmops.training.config import load_config
     from llmops.training.data import read_dataset, split, tokenize_dataset
-    from llmops.training.trainer import RunOptions, Trainer, load_tokenizer, resolve_base_model
+    from llmops.training.trainer import (
+        Dist,
+        RunOptions,
+        Trainer,
+        _device_and_dtype,
+        load_tokenizer,
+        resolve_base_model,
+    )
 
     cfg = load_config(config_path, [*(overrides or []), f"base_model={base_model}", f"dataset={dataset}"],
                       defaults=settings.train_defaults)
@@ -94,8 +170,9 @@ def bench_train(
     if cfg.threads:
         # Both loops on the same thread count (the trainer would set it only for itself).
         torch.set_num_threads(cfg.threads)
+    device, _dtype = _device_and_dtype(cfg, Dist())
     ours: list[dict[str, Any]] = []
-    bare: list[float] = []
+    bare: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="llmops-bench-train-") as tmp:
         # MLflow on its own SQLite file: the benchmark must not add runs to the project's experiment.
         bench_settings = settings.with_overrides(mlflow_tracking_uri=f"sqlite:///{tmp}/mlflow.db",
@@ -105,26 +182,51 @@ def bench_train(
             order = ("bare", "ours") if i % 2 == 0 else ("ours", "bare")
             for which in order:
                 if which == "bare":
-                    bare.append(bare_loop_tokens_per_s(model_path, cfg, rows, steps))
+                    bare.append(bare_loop(model_path, base_model, cfg, rows, steps))
                 else:
                     options = RunOptions(output_dir=f"{tmp}/run-{i}", resume="false", run_name=f"bench-{i}")
-                    ours.append(Trainer(cfg, options, bench_settings).run())
+                    _reset_peak_memory(device)
+                    summary = Trainer(cfg, options, bench_settings).run()
+                    ours.append({**summary, "peak_gpu_memory_gib": _peak_memory_gib(device)})
     best = max(ours, key=lambda s: s["tokens_per_s"])
-    baseline = max(bare)
+    baseline = max(bare, key=lambda s: s["tokens_per_s"])
+    flops = baseline["flops_per_token"]
+    peak = device_peak_tflops(baseline["device"], baseline["dtype"], peak_tflops)
+
+    def tflops(tokens_per_s: float) -> float:
+        return tokens_per_s * flops / 1e12
+
     return {
         "steps": steps,
         "rounds": rounds,
         "save_every": cfg.save_every,
         "tokens_per_s": best["tokens_per_s"],
-        "baseline_tokens_per_s": round(baseline, 2),
-        "ratio": round(best["tokens_per_s"] / baseline, 4),
+        "baseline_tokens_per_s": round(baseline["tokens_per_s"], 2),
+        "ratio": round(best["tokens_per_s"] / baseline["tokens_per_s"], 4),
         "checkpoint_overhead": round(best["checkpoint_seconds"] / best["train_seconds"], 4),
         "checkpoint_seconds": best["checkpoint_seconds"],
         "checkpoints_per_run": len(best["checkpoints_written"]),
         "train_seconds": best["train_seconds"],
         "all_tokens_per_s": [s["tokens_per_s"] for s in ours],
-        "all_baseline_tokens_per_s": [round(b, 2) for b in bare],
+        "all_baseline_tokens_per_s": [round(b["tokens_per_s"], 2) for b in bare],
         "batch_size": cfg.batch_size,
+        "grad_accum_steps": cfg.grad_accum_steps,
+        "max_seq_len": cfg.max_seq_len,
+        "mean_row_tokens": round(sum(e.length for e in rows) / len(rows), 1),
+        "max_row_tokens": max(e.length for e in rows),
+        "device": baseline["device"],
+        "dtype": baseline["dtype"],
+        "quantization": cfg.quantization,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "peak_gpu_memory_gib": best["peak_gpu_memory_gib"],
+        "baseline_peak_gpu_memory_gib": baseline["peak_gpu_memory_gib"],
+        **{k: baseline[k] for k in ("flops_per_token", "frozen_linear_parameters", "trainable_parameters",
+                                    "attention_context")},
+        "model_tflops_per_s": round(tflops(best["tokens_per_s"]), 3),
+        "baseline_model_tflops_per_s": round(tflops(baseline["tokens_per_s"]), 3),
+        "peak_tflops": peak,
+        "mfu": round(tflops(best["tokens_per_s"]) / peak, 4) if peak else None,
+        "baseline_mfu": round(tflops(baseline["tokens_per_s"]) / peak, 4) if peak else None,
         "threads": _threads(),
     }
 
