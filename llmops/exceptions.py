@@ -97,3 +97,17 @@ class ModelNotFound(ModelLoadError):
 
 class DatasetError(LlmopsError):
     """A dataset build cannot run: no usable generator endpoint, a bad steer file, a corrupt dataset root."""
+
+
+class LeaseHeld(LlmopsError):
+    """A run folder (training output, preprocessing output, dataset root) is held by another live writer;
+    the message names it (host, pid, since). Exit code 75 (EX_TEMPFAIL): a later retry may succeed."""
+
+    exit_code = 75
+
+
+class LeaseLost(LlmopsError):
+    """This writer's lease on its run folder was taken over (its heartbeat was presumed dead): it stops
+    before writing again, so two writers never write one folder at once. Exit code 75."""
+
+    exit_code = 75

@@ -269,6 +269,20 @@ class Settings(BaseModel):
     """Address of the MLflow UI as a browser reaches it; the Airflow plugin's "MLflow run" and
     "Model version" links point there."""
 
+    # --- one writer per run folder (`llmops.lease`) ------------------------------------------------
+    lease_wait_seconds: float = Field(default=180, ge=0)
+    """How long a step waits for a run folder (training output, preprocessing output, dataset root) that
+    another live writer holds before it fails naming the holder (exit code 75); 0: fail at once. Longer
+    than `lease_stale_seconds`, so a retry outlasts the lease of a dead holder on another host."""
+
+    lease_stale_seconds: float = Field(default=120, gt=0)
+    """A lease with no heartbeat for this long is stale: its holder is presumed dead (a lost pod or host)
+    and the lease is taken over, with a warning. A holder on the same host whose process is gone is taken
+    over at once."""
+
+    lease_heartbeat_seconds: float = Field(default=15, gt=0)
+    """How often a holder renews its lease (at most half of `lease_stale_seconds`)."""
+
     # --------------------------------------------------------------------------------------------------
 
     @field_validator("namespace", "service_account")
@@ -300,6 +314,15 @@ class Settings(BaseModel):
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError(
                 f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeat_below_stale(self) -> Settings:
+        if self.lease_heartbeat_seconds * 2 > self.lease_stale_seconds:
+            raise ValueError(
+                f"lease_heartbeat_seconds ({self.lease_heartbeat_seconds}) must be at most half of "
+                f"lease_stale_seconds ({self.lease_stale_seconds}), or a live holder could look stale"
             )
         return self
 

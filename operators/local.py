@@ -1,10 +1,16 @@
-"""Mode `local`: run a step command as a subprocess of the Airflow worker."""
+"""Mode `local`: run a step command as a subprocess of the Airflow worker.
+
+The step never outlives its task (`llmops.process.StepProcess`): it gets SIGTERM from the kernel when
+the task process dies (`PR_SET_PDEATHSIG`), a watchdog process terminates its whole process group
+(SIGTERM, then SIGKILL after the grace period) once the task is gone, and every exit path of `execute`
+and `on_kill` cleans the group up. So a retry of a task whose worker was OOM-killed never finds the
+first try's step still writing: its lease on the run folder (`llmops.lease`) is free within seconds.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,6 +22,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
+from llmops.process import StepProcess
 from llmops.settings import Settings
 from llmops_operators.base import (
     SKIPPED_SUMMARY,
@@ -26,7 +33,7 @@ from llmops_operators.base import (
 )
 
 KILL_GRACE_S = 30
-"""Seconds between SIGTERM and SIGKILL when the task is killed (training checkpoints in between)."""
+"""Seconds between SIGTERM and SIGKILL when the task is killed or dies (training checkpoints in between)."""
 
 
 class LocalStepOperator(BaseOperator):
@@ -35,7 +42,8 @@ class LocalStepOperator(BaseOperator):
     The step's exit code decides the task's fate: 0 succeeds (returning the step's summary JSON as
     XCom), a code in `skip_on_exit_code` skips, anything else fails with the code and the last lines
     the step printed. Killing the task (UI "mark failed", timeout) terminates the whole process group:
-    SIGTERM first, so a training step can checkpoint, then SIGKILL after `KILL_GRACE_S`.
+    SIGTERM first, so a training step can checkpoint, then SIGKILL after `kill_grace_s`. The same happens
+    when the task process dies without a chance to clean up (see the module docstring).
     """
 
     template_fields: Sequence[str] = ("arguments", "env")
@@ -50,6 +58,7 @@ class LocalStepOperator(BaseOperator):
         summary: bool = True,
         skip_on_exit_code: int | Container[int] | None = None,
         settings: Settings | None = None,
+        kill_grace_s: float = KILL_GRACE_S,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -59,7 +68,8 @@ class LocalStepOperator(BaseOperator):
         self.summary = summary
         self.skip_on_exit_code = normalize_exit_codes(skip_on_exit_code)
         self.settings = settings
-        self._proc: subprocess.Popen | None = None
+        self.kill_grace_s = kill_grace_s
+        self._step: StepProcess | None = None
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -80,23 +90,21 @@ class LocalStepOperator(BaseOperator):
             cmd = [sys.executable, "-m", "llmops", *cmd[1:]]
             self.log.info("Running: %s", " ".join(cmd))
             tail: deque[str] = deque(maxlen=20)
-            self._proc = subprocess.Popen(
-                cmd,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=self._environment(),
-                start_new_session=True,
-                text=True,
-                errors="replace",
-                bufsize=1,
-            )
-            assert self._proc.stdout is not None
-            for line in self._proc.stdout:
-                line = line.rstrip("\n")
-                tail.append(line)
-                self.log.info("%s", line)
-            code = self._proc.wait()
-            self._proc = None
+            step = self._step = StepProcess(cmd, env=self._environment(), grace_s=self.kill_grace_s)
+            try:
+                proc = step.start(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                                  bufsize=1)
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    line = line.rstrip("\n")
+                    tail.append(line)
+                    self.log.info("%s", line)
+                code = proc.wait()
+            finally:
+                # Every exit path (an exception in this loop included): nothing of the step is left running.
+                if step.close() not in ("gone", "terminated"):
+                    self.log.warning("Step process group did not stop on SIGTERM within %ss: killed", self.kill_grace_s)
+                self._step = None
             last = "\n".join(tail)
             name = " ".join(self.step)
             if code in self.skip_on_exit_code:
@@ -114,14 +122,9 @@ class LocalStepOperator(BaseOperator):
             return summary
 
     def on_kill(self) -> None:
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
+        step = self._step
+        if step is None or step.proc is None or step.proc.poll() is not None:
             return
-        pgid = os.getpgid(proc.pid)
-        self.log.warning("Task killed: sending SIGTERM to step process group %s", pgid)
-        os.killpg(pgid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=KILL_GRACE_S)
-        except subprocess.TimeoutExpired:
-            self.log.warning("Step did not stop within %ss: SIGKILL", KILL_GRACE_S)
-            os.killpg(pgid, signal.SIGKILL)
+        self.log.warning("Task killed: sending SIGTERM to step process group %s", step.pgid)
+        if step.stop() == "killed":
+            self.log.warning("Step did not stop within %ss: SIGKILL", self.kill_grace_s)

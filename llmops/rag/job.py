@@ -28,6 +28,7 @@ from typing import Any
 
 from llmops import __version__, storage
 from llmops.exceptions import ConfigError, PreprocessError, StorageError
+from llmops.lease import Lease, lease
 from llmops.rag import snapshot as snap
 from llmops.rag.config import PreprocessConfig
 from llmops.rag.plan import QUARANTINE_CONTENT, Plan, ToRead, list_documents, make_plan
@@ -175,7 +176,20 @@ def _same_store(previous: dict | None, cfg: PreprocessConfig) -> bool:
 
 
 def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
-    """Run the whole job and return its summary (see the CLI's `llmops preprocess --help`)."""
+    """Run the whole job and return its summary (see the CLI's `llmops preprocess --help`).
+
+    The job holds the lease on its output (`llmops.lease`): a second job on the same output waits, or
+    fails naming the holder; the lease is verified before the vector store and the manifest are written."""
+    with lease(cfg.output_uri, "preprocessing output") as held:
+        return _run_preprocess(cfg, held)
+
+
+def _verify(held: Lease | None) -> None:
+    if held is not None:
+        held.verify()
+
+
+def _run_preprocess(cfg: PreprocessConfig, held: Lease | None = None) -> dict[str, Any]:
     started = time.monotonic()
     files = check_inputs(cfg)
     store_uri = check_vector_store_uri(cfg.vector_store)
@@ -200,7 +214,7 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
     )
     if previous is not None and not plan.changes_possible:
         return _no_op(cfg, plan, previous, plan_docs=plan.unchanged, in_sync=in_sync, store_uri=store_uri,
-                      started=started)
+                      started=started, held=held)
 
     # Documents whose chunks were partly dropped as duplicates of other documents are re-chunked
     # whenever anything changes: the copy they duplicated may be the one leaving.
@@ -215,7 +229,7 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
     spark, created = spark_session(cfg.master)
     timings = {"plan_s": round(t - started, 3), "spark_start_s": round(time.monotonic() - t, 3)}
     try:
-        return _run_spark(spark, cfg, plan, previous, stored, in_sync, store_uri, started, timings)
+        return _run_spark(spark, cfg, plan, previous, stored, in_sync, store_uri, started, timings, held)
     except Exception as exc:
         if type(exc).__module__.split(".")[0] in ("pyspark", "py4j"):
             raise PreprocessError(f"the Spark job failed: {_spark_failure(exc)}") from exc
@@ -225,7 +239,8 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
             spark.stop()
 
 
-def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, started, timings) -> dict[str, Any]:
+def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, started, timings,
+               held: Lease | None = None) -> dict[str, Any]:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -275,7 +290,7 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
         if stage_a is not None:
             stage_a.unpersist()
         return _no_op(cfg, plan, previous, plan_docs=documents, in_sync=in_sync, store_uri=store_uri,
-                      started=started, quarantined=quarantined)
+                      started=started, quarantined=quarantined, held=held)
 
     snap_uri = snap.snapshot_uri(cfg.output_uri, snap_id)
     # A folder under this id can only be a failed attempt (or an old identical snapshot): rewrite it whole.
@@ -367,6 +382,7 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
     snap.write_json(storage.join(snap_uri, snap.SNAPSHOT_META), snapshot_meta)
 
     t = time.monotonic()
+    _verify(held)
     written = _sync_vector_store(store_uri, cfg.collection, dim, upserts, delete_ids,
                                  drop_first=stored is not None and previous is None and _same_store(stored, cfg))
     timings["vector_store_s"] = round(time.monotonic() - t, 3)
@@ -382,6 +398,7 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
         "previous_snapshot_id": (stored or {}).get("snapshot_id"),
         "llmops_version": __version__,
     }
+    _verify(held)
     snap.write_json(storage.join(cfg.output_uri, snap.MANIFEST), manifest)
     summary = {
         "snapshot_id": snap_id,
@@ -432,10 +449,11 @@ def _spark_failure(exc: BaseException) -> str:
 
 
 def _no_op(cfg, plan: Plan, previous: dict, plan_docs: dict, in_sync: bool, store_uri: str, started: float,
-           quarantined: dict | None = None) -> dict[str, Any]:
+           quarantined: dict | None = None, held: Lease | None = None) -> dict[str, Any]:
     """Nothing changed: no new snapshot. Refresh versions/quarantine in the manifest; resync Milvus if lost."""
     quarantined = quarantined if quarantined is not None else dict(plan.quarantined)
     written = 0
+    _verify(held)
     if not in_sync:
         # The snapshot is current but the vector store lost it (new store, dropped collection): reload it.
         upserts = {p: None for p in snap.snapshot_parts(previous["snapshot_uri"])}

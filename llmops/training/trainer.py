@@ -8,7 +8,8 @@ One run:
 
 1. inputs: the base model and the dataset are checked and the rows tokenized (bad rows counted,
    too many of them fail the run) before the model weights are loaded;
-2. resume: `--resume auto|true|false` picks the newest complete checkpoint (see `checkpoint.py`);
+2. resume: under the lease on the output and checkpoint folders (one writer at a time, `llmops.lease`),
+   `--resume auto|true|false` picks the newest complete checkpoint (see `checkpoint.py`);
 3. the loop: micro-batches from the seeded data order, AdamW on the adapter, a checkpoint every
    `save_every` steps and at the end, the eval loss on the held-out rows; on SIGTERM the step in
    flight finishes, a checkpoint is written and the run exits with `TrainingInterrupted` (143);
@@ -38,6 +39,7 @@ from typing import Any
 
 from llmops import storage
 from llmops.exceptions import CheckpointError, ModelLoadError, TrainingInterrupted
+from llmops.lease import Leases
 from llmops.settings import Settings
 from llmops.training import checkpoint as ckpt
 from llmops.training.config import TrainConfig
@@ -485,17 +487,40 @@ class Trainer:
         self.dataset_uri = config.dataset or settings.dataset
         self.checkpoint_seconds = 0.0
         self.written: list[str] = []
+        self.leases: Leases | None = None
 
     # -- the whole run --
 
     def run(self) -> dict[str, Any]:
-        import torch
-
-        cfg, opts = self.config, self.options
+        """The whole run, holding the lease on its output and checkpoint folders (one writer at a time:
+        a second run on the same folders waits, or fails naming this one; see `llmops.lease`)."""
+        opts = self.options
         storage.check_uri(opts.output_dir, "--output-dir")
         storage.check_uri(opts.checkpoints, "checkpoint dir")
         check_base_model(self.base_model)
         check_dataset(self.dataset_uri)
+        d = init_distributed()
+        if d.main:
+            folders = [(opts.output_dir, "training output"), (opts.checkpoints, "checkpoint dir")]
+            self.leases = Leases.of(folders, self.settings).acquire(cancelled=lambda: bool(self.stop))
+        # The other ranks look for the checkpoint to resume only once rank 0 holds the folders.
+        _barrier(d)
+        try:
+            return self._run()
+        finally:
+            if self.leases is not None:
+                self.leases.release()
+                self.leases = None
+
+    def _verify_lease(self) -> None:
+        """Before each durable write: stop (`LeaseLost`) if another writer has taken the folders over."""
+        if self.leases is not None:
+            self.leases.verify()
+
+    def _run(self) -> dict[str, Any]:
+        import torch
+
+        cfg, opts = self.config, self.options
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         d = init_distributed()
@@ -727,6 +752,7 @@ class Trainer:
                 "dataset_sha256": dataset_sha,
                 "base_model": self.base_model,
             }
+            self._verify_lease()
             files = {
                 "adapter.safetensors": save_safetensors(adapter_state(model)),
                 "optimizer.pt": _torch_bytes(optimizer.state_dict()),
@@ -782,6 +808,8 @@ class Trainer:
 
     def _finish(self, model, state: TrainState, tracker: Tracker, attempt: dict[str, float], report, dataset_sha: str,
                 resume_ref, total_steps: int, d: Dist) -> dict[str, Any]:
+        if d.main:
+            self._verify_lease()
         adapter_uri = storage.join(self.options.output_dir, "adapter")
         summary: dict[str, Any] = {
             "mlflow_run_id": state.mlflow_run_id,
@@ -792,6 +820,8 @@ class Trainer:
             "tokens_per_s": round(attempt["tokens_per_s"], 2),
             "train_seconds": round(attempt["seconds"], 3),
             "checkpoint_seconds": round(self.checkpoint_seconds, 3),
+            # Time spent checking the lease before checkpoints and outputs (included in checkpoint_seconds).
+            "lease_verify_seconds": round(self.leases.verify_seconds, 6) if self.leases else None,
             "train_loss": attempt["train_loss"],
             "eval_loss": state.last_eval_loss,
             "checkpoints_written": self.written,
