@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "llmops.commands.rag",
     "llmops.commands.evaluation",
     "llmops.commands.dataset",
+    "llmops.commands.storage",
 ]
 
 
