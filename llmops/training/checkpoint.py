@@ -78,10 +78,10 @@ def verify(ref: CheckpointRef) -> str | None:
         return "corrupt completion marker"
     for name, digest in files.items():
         try:
-            data = storage.read_bytes(storage.join(ref.uri, name))
+            actual = storage.sha256(storage.join(ref.uri, name))  # streamed: shards can be large
         except FileNotFoundError:
             return f"file {name} is missing"
-        if hashlib.sha256(data).hexdigest() != digest:
+        if actual != digest:
             return f"file {name} does not match its digest"
     return None
 
