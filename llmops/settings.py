@@ -193,7 +193,9 @@ class Settings(BaseModel):
 
     # --- RAG preprocessing ---------------------------------------------------------------------------
     aws_conn_id: str = "aws_default"
-    """Airflow connection the S3 landing sensor uses (`S3KeySensor`) when the landing URI is `s3://`."""
+    """Airflow connection for S3 on the Airflow side: the landing sensor (`S3KeySensor`) and the tasks that
+    read or write S3 in the worker (`detect_changes`, `check_trigger`, `resolve_inputs`, `deploy`, the Spark
+    task's summary). Without this connection they use the environment chain (`AWS_*`, instance role)."""
 
     landing_poke_interval_s: int = Field(default=60, ge=5)
     """How often the landing sensor looks for documents."""
