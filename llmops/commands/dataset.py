@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steer", help="steer file from a drift report: its chunk_ids are generated first")
     p.add_argument("--budget", type=int, help="generate for at most this many chunks in this build")
     p.add_argument("--eval-fraction", type=float, default=0.2, help="share of items held out for eval (0.2)")
-    p.add_argument("--no-passages", action="store_true",
-                   help="extractive: no train-only passage rows (the documents' statements as continuations)")
+    p.add_argument("--passages", action="store_true",
+                   help="extractive: add train-only passage rows (the documents' statements as continuations)")
     p.add_argument("--teacher-url", help="teacher: base URL of the OpenAI-compatible API "
                    "(default: env LLMOPS_TEACHER_BASE_URL)")
     p.add_argument("--teacher-model", help="teacher: model name (default: env LLMOPS_TEACHER_MODEL)")
@@ -42,7 +42,7 @@ def _generator(args: argparse.Namespace):
     from llmops.dataset.generators import make_generator
 
     if args.generator == "extractive":
-        return make_generator("extractive", passages=not args.no_passages)
+        return make_generator("extractive", passages=args.passages)
     return make_generator("teacher", base_url=args.teacher_url, model=args.teacher_model,
                           key_env=args.teacher_key_env, max_workers=args.teacher_workers)
 

@@ -10,8 +10,8 @@ What it finds (generic patterns, no knowledge of any product):
   question would give it away.
 - **definition** items: "what does X do" from `X verbs ...`, `X, which verbs ...` and
   `X: the ... that verbs ...` statements.
-- **passage** items (`passages=True`): the chunk's statements as continuation rows (the first words of a
-  statement in, the rest out). They are train-only: they teach the documents themselves.
+- **passage** items (`passages=True`, off by default): the chunk's statements as continuation rows (the
+  first words of a statement in, the rest out). They are train-only: they teach the documents as text.
 
 Every item has `PHRASINGS` phrasings and its answer is a verbatim substring of the chunk text.
 
@@ -20,11 +20,18 @@ Every item has `PHRASINGS` phrasings and its answer is a verbatim substring of t
 The split is by item (one question about one span, all its phrasings together), so no evaluation
 prompt is ever trained on, in any phrasing. What makes held-out items answerable is the corpus itself:
 
-1. Every statement of every chunk is trained on as text (passage rows), so the facts an evaluation item
-   asks about were read during training, just never asked as that question.
-2. Documentation states a fact in several places (the component page, its table, the FAQ, the
+1. Documentation states a fact in several places (the component page, its table, the FAQ, the
    glossary, the release notes): each place is a different item (different statement, different
    blank), so a fact asked in evaluation from one place was usually asked in training from another.
+2. Optionally (`passages=True`) every statement is also trained on as text, so an evaluation item's
+   fact was at least read during training, never asked as that question.
+
+Measured on the sample corpus (release 1: 57 held-out items, 171 eval prompts; the tiny base trained
+with the recipe of `examples/local/finetune.yaml`, greedy exact match / multiple choice by
+log-likelihood): base 0.00 / 0.29; trained on the items alone 0.37 / 0.53 (p < 1e-5 for both, exact
+sign test on the paired items); with passage rows added 0.29 / 0.51. The passages cost steps and did
+not help the tiny model, hence off by default. Names, identifiers and versions transfer; ports and
+commands asked from a new angle mostly do not.
 
 So evaluation measures what the issue asks for: knowledge of the documents that training taught in
 other words, not recall of training prompts. An item id is the id of its question (normalised first
@@ -166,7 +173,7 @@ class ExtractiveGenerator:
     needs_distractors = False
     max_workers = 1
 
-    def __init__(self, passages: bool = True, max_items_per_chunk: int = 64) -> None:
+    def __init__(self, passages: bool = False, max_items_per_chunk: int = 64) -> None:
         self.passages = passages
         self.max_items_per_chunk = max_items_per_chunk
 

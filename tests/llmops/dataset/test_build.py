@@ -80,7 +80,7 @@ def test_an_unchanged_corpus_generates_nothing_and_keeps_the_hash(release1, tmp_
     assert sorted(p for p in Path(root).rglob("*") if p.is_file()) == files
     assert [p.stat().st_mtime_ns for p in files] == mtimes
     # Another generator config regenerates everything, into another cache folder.
-    other = build_dataset(release1, root, ExtractiveGenerator(passages=False))
+    other = build_dataset(release1, root, ExtractiveGenerator(passages=True))
     assert other["items_generated"] > 0 and other["dataset_hash"] != first["dataset_hash"]
 
 
