@@ -6,7 +6,8 @@ as the local run (`llmops train --config ...`): the operators only choose where 
 Each domain package registers its subcommands from its own `cli.py` (listed in `COMMAND_MODULES`),
 importing heavy libraries only inside the handlers so `llmops --help` stays fast.
 Exit codes: 0 success, 2 error (a message on stderr names the input and the fix), 3 a negative
-verdict (gate rejected, drift found), 4 not enough data, 130/143 interrupted.
+verdict (gate rejected, drift found), 4 not enough data, 75 the run folder is held by another
+writer, 130/143 interrupted.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ COMMAND_MODULES = [
     "llmops.commands.evaluation",
     "llmops.commands.dataset",
     "llmops.commands.storage",
+    "llmops.commands.lease",
 ]
 
 
