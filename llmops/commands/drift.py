@@ -30,8 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="test whether recent traffic drifted from the training data (exit 0 no drift, 3 drift, 4 not enough data)",
         description=(
             "Compare a reference sample (training data or a preprocessing output) with current traffic: "
-            "MMD and domain-classifier permutation tests on embeddings, combined into one verdict at "
-            "false-alarm rate alpha. Writes REPORT/report.json and REPORT/report.html and logs them to MLflow. "
+            "drift when a significant share of the traffic (at false-alarm rate alpha, calibrated by "
+            "resampling reference documents) lies farther from the reference than its own documents do "
+            "from each other, and that share exceeds the expected one by at least --min-effect. MMD and "
+            "classifier tests are reported as descriptive signals; uncovered traffic is grouped with its "
+            "nearest corpus chunks, and on drift REPORT/steer.json lists them for the next dataset build. "
+            "Writes REPORT/report.json and REPORT/report.html and logs them to MLflow. "
             "Exit codes: 0 no drift, 3 drift, 4 not enough data, 2 error."
         ),
     )
@@ -44,7 +48,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="false-alarm rate of the verdict (default 0.05)")
     p.add_argument("--min-samples", type=int, default=50, help="fewer texts on a side: not enough data (default 50)")
     p.add_argument("--max-samples", type=int, default=2000, help="subsample each side to this many texts (default 2000)")
-    p.add_argument("--permutations", type=int, default=500, help="permutations for the p-values (default 500)")
+    p.add_argument("--permutations", type=int, default=500,
+                   help="permutations of the descriptive MMD/classifier tests (default 500)")
+    p.add_argument("--resamples", type=int, default=1000,
+                   help="random document splits of the reference for the coverage null (default 1000)")
+    p.add_argument("--min-effect", type=float, default=None,
+                   help="effect-size floor: excess uncovered share needed for drift (default: the "
+                   "drift_min_effect setting, 0.05)")
+    p.add_argument("--quantile", type=float, default=None,
+                   help="coverage quantile of the reference's own nearest-neighbour distances (default: the "
+                   "drift_coverage_quantile setting, 0.9)")
+    p.add_argument("--index", default=None,
+                   help="preprocessing output whose vector store gives uncovered groups their nearest chunks "
+                   "(default: the drift_index_uri setting, else the reference if it is one, else processed_uri)")
     p.add_argument("--seed", type=int, default=0, help="seed of subsampling, permutations and folds (default 0)")
     p.add_argument("--window-hours", type=float, default=0.0,
                    help="only current records from the last H hours before --until (default 0: every record up to --until)")
@@ -85,7 +101,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     b = bench_sub.add_parser(
         "drift",
-        help="false-alarm rate, power and speed of the drift test on real corpora, next to Evidently's default",
+        help="false-alarm rates (paragraph- and document-level nulls), power and speed of the drift verdict on "
+        "real corpora, next to the distribution tests and Evidently's default",
     )
     b.add_argument("--json", action="store_true", help="print the figures as JSON only")
     b.add_argument("--splits", type=int, default=50, help="random splits per setting (default 50, at least 50)")
@@ -93,7 +110,12 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     b.add_argument("--shifts", default="0.1,0.3", help="shares of other-corpus paragraphs (default 0.1,0.3)")
     b.add_argument("--timing-sizes", default="300,2000", help="per-side sizes to time (default 300,2000)")
     b.add_argument("--alpha", type=float, default=0.05)
-    b.add_argument("--permutations", type=int, default=500)
+    b.add_argument("--permutations", type=int, default=500, help="permutations of the distribution tests")
+    b.add_argument("--resamples", type=int, default=1000, help="document splits of the coverage null (default 1000)")
+    b.add_argument("--quantile", type=float, default=None, help="coverage quantile (default: the setting)")
+    b.add_argument("--min-effect", type=float, default=None, help="effect-size floor (default: the setting)")
+    b.add_argument("--no-distribution", action="store_true",
+                   help="skip the MMD/classifier distribution tests (the first version's verdict)")
     b.add_argument("--no-evidently", action="store_true", help="skip the Evidently comparison")
     b.add_argument("--base", default="k8s-docs", help="no-drift corpus under ../shared/corpus (default k8s-docs)")
     b.add_argument("--other", default="hf-hub-docs", help="shift corpus under ../shared/corpus (default hf-hub-docs)")
@@ -131,6 +153,12 @@ def _run_drift(args: argparse.Namespace) -> int:
         min_samples=args.min_samples,
         max_samples=args.max_samples,
         permutations=args.permutations,
+        resamples=args.resamples,
+        min_effect=settings.drift_min_effect if args.min_effect is None else args.min_effect,
+        quantile=settings.drift_coverage_quantile if args.quantile is None else args.quantile,
+        max_groups=settings.drift_max_groups,
+        chunks_per_group=settings.drift_chunks_per_group,
+        index_uri=args.index or None,
         seed=args.seed,
         window_hours=args.window_hours,
         until=args.until,

@@ -18,6 +18,9 @@ The record format (what a vLLM request-log shipper writes; only `prompt` is requ
   (`[{"role": "user", "content": ...}, ...]`): its user turns form the prompt and its assistant turns
   the completion, which is how `finetune.jsonl` chat rows are read;
 - `completion`: the generated text (optional; compared when `--field completion|both`);
+- `doc_id` (or `source`): the document a training row was generated from (dataset rows carry it); the
+  coverage test of a reference leaves a sample's whole document out, so rows of one document are not
+  each other's neighbours. Rows without it count as documents of their own;
 - any other field is ignored.
 
 Blank prompts and unparsable lines are skipped and counted, never fatal; a file that cannot be read
@@ -69,6 +72,11 @@ class Side:
     sampled_from: int = 0
     """Records inside the window, before the random cap to `max_samples`."""
     completions: list[str] = field(default_factory=list)
+    documents: list[str] | None = None
+    """The document of each text (a snapshot's `source`, a record's `doc_id`/`source`), row-aligned
+    with `texts`; None when no record names one."""
+    chunk_ids: list[str] | None = None
+    """A snapshot's chunk ids, row-aligned with `texts`."""
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -189,7 +197,7 @@ def read_side(
     if window_hours > 0 and until is None:
         raise InputDataError("a time window needs its end: give --until (the DAG passes the run's time)")
     side = Side(uri=uri, kind="records", texts=[], files=len(files))
-    kept: list[tuple[str, str]] = []
+    kept: list[tuple[str, str, str | None]] = []
     for f in files:
         try:
             data = storage.read_bytes(f)
@@ -212,11 +220,16 @@ def read_side(
                 if ts is not None and ((until is not None and ts > until) or (lower is not None and ts <= lower)):
                     side.outside_window += 1
                     continue
-            kept.append((text, completion))
+            doc = rec.get("doc_id", rec.get("source"))
+            kept.append((text, completion, None if doc is None or doc == "" else str(doc)))
     side.sampled_from = len(kept)
     idx = _subsample(len(kept), max_samples, seed)
     side.texts = [kept[i][0] for i in idx]
     side.completions = [kept[i][1] for i in idx]
+    docs = [kept[i][2] for i in idx]
+    if any(d is not None for d in docs):
+        # A row without a document is a document of its own.
+        side.documents = [d if d is not None else f"\0row:{i}" for d, i in zip(docs, idx, strict=True)]
     if side.skipped:
         log.warning("%s: skipped %d unparsable or empty records", uri, side.skipped)
     return side
@@ -226,7 +239,7 @@ def _read_snapshot_side(uri: str, *, max_samples: int, seed: int) -> Side:
     import numpy as np
 
     manifest = read_manifest(uri)
-    df = read_snapshot(uri, columns=["text", "embedding"])
+    df = read_snapshot(uri, columns=["chunk_id", "source", "text", "embedding"])
     df = df[df["text"].astype(str).str.strip() != ""]
     idx = _subsample(len(df), max_samples, seed)
     df = df.iloc[idx]
@@ -238,6 +251,8 @@ def _read_snapshot_side(uri: str, *, max_samples: int, seed: int) -> Side:
         embeddings=embeddings,
         embedding_model=manifest.get("embedding_model"),
         snapshot_id=manifest.get("snapshot_id"),
+        documents=df["source"].astype(str).tolist(),
+        chunk_ids=df["chunk_id"].astype(str).tolist(),
         files=1,
         records=int(manifest.get("chunks_total") or manifest.get("chunks") or len(df)),
         sampled_from=len(df),

@@ -16,7 +16,7 @@ from llmops.settings import Settings
 log = logging.getLogger(__name__)
 
 Status = Literal["drift", "no_drift", "not_enough_data"]
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 
 
 class DriftConfig(BaseModel):
@@ -37,7 +37,20 @@ class DriftConfig(BaseModel):
     max_samples: int = Field(default=2000, ge=10, le=50000)
     """Texts per side above this are subsampled (seeded) before embedding."""
     permutations: int = Field(default=500, ge=19, le=20000)
-    """Random relabellings for the permutation p-values (the smallest p-value is 1 / (permutations + 1))."""
+    """Random relabellings of the descriptive distribution tests (MMD, classifier)."""
+    resamples: int = Field(default=1000, ge=19, le=100000)
+    """Random document splits of the reference for the coverage test's null (the smallest p-value is
+    1 / (resamples + 1))."""
+    min_effect: float = Field(default=0.05, ge=0, le=1)
+    """Effect-size floor: drift needs an excess uncovered share of at least this much, besides p <= alpha."""
+    quantile: float = Field(default=0.9, ge=0.5, lt=1)
+    """Coverage quantile of the reference's leave-one-document-out nearest-neighbour distances."""
+    max_groups: int = Field(default=5, ge=1, le=50)
+    """Uncovered-traffic groups named in the report."""
+    chunks_per_group: int = Field(default=5, ge=1, le=100)
+    """Nearest corpus chunks per uncovered group."""
+    index_uri: str | None = None
+    """Preprocessing output whose vector store gives the groups their nearest chunks; None: none."""
     seed: int = Field(default=0, ge=0)
     """Seed of the subsampling, the permutations and the folds: same inputs, same verdict."""
     window_hours: float = Field(default=0.0, ge=0)
@@ -57,12 +70,12 @@ class DriftConfig(BaseModel):
     def _consistent(self) -> DriftConfig:
         if self.max_samples < self.min_samples:
             raise ValueError(f"max_samples ({self.max_samples}) must be at least min_samples ({self.min_samples})")
-        if 1.0 / (self.permutations + 1) > self.alpha:
-            raise ValueError(
-                f"with {self.permutations} permutations the smallest p-value is {1 / (self.permutations + 1):.3g}, "
-                f"above alpha ({self.alpha}): drift could never be declared; use at least "
-                f"{int(1 / self.alpha)} permutations"
-            )
+        for name, count in (("permutations", self.permutations), ("resamples", self.resamples)):
+            if 1.0 / (count + 1) > self.alpha:
+                raise ValueError(
+                    f"with {count} {name} the smallest p-value is {1 / (count + 1):.3g}, above alpha "
+                    f"({self.alpha}): no p-value could reach it; use at least {int(1 / self.alpha)} {name}"
+                )
         if self.window_hours > 0 and self.until is None:
             raise ValueError("window_hours needs `until`, the end of the window")
         return self
@@ -107,9 +120,62 @@ def _side_info(side) -> dict[str, Any]:
     }
 
 
+def verdict(p_value: float | None, excess: float | None, alpha: float, min_effect: float) -> Status:
+    """Drift needs both a significant coverage p-value and an excess uncovered share of at least the
+    floor; no test (too few samples) is "not enough data"."""
+    if p_value is None or excess is None:
+        return "not_enough_data"
+    return "drift" if p_value <= alpha and excess >= min_effect else "no_drift"
+
+
+def drift_event_id(created: datetime) -> str:
+    """Id of the drift event a report describes (the steer file's `drift_event`, the dataset's `steered_by`)."""
+    return f"drift-{report_folder_name(created)}"
+
+
+def describe_groups(cov, cur_texts: list[str], cur_emb, max_groups: int) -> tuple[list[dict[str, Any]], Any]:
+    """The uncovered current samples, grouped, largest first: size, share of the traffic, mean distance to
+    the reference, a few example texts; and each group's centroid (the query for its nearest chunks)."""
+    import numpy as np
+
+    from llmops.drift.coverage import centroid, group_uncovered
+
+    idx = cov.uncovered
+    groups = []
+    centroids = []
+    for g, members in enumerate(group_uncovered(cur_emb[idx], max_groups=max_groups)):
+        rows = idx[members]
+        # The farthest samples first: the clearest examples of what the training data lacks.
+        rows = rows[np.argsort(-cov.current_distance[rows], kind="stable")]
+        groups.append({
+            "group": g,
+            "size": int(len(rows)),
+            "share": float(len(rows) / cov.n_current),
+            "mean_distance": float(cov.current_distance[rows].mean()),
+            "examples": [cur_texts[i][:300] for i in rows[:3]],
+            "nearest_chunks": [],
+        })
+        centroids.append(centroid(cur_emb[rows]))
+    return groups, (np.stack(centroids) if centroids else np.zeros((0, cur_emb.shape[1]), dtype=np.float32))
+
+
+def index_default(cfg: DriftConfig, ref, settings: Settings) -> str | None:
+    """The preprocessing output whose index gives groups their chunks: the config's, the setting's, the
+    reference when it is one, else the processed location when it holds a manifest."""
+    from llmops.drift import inputs
+
+    if cfg.index_uri:
+        return cfg.index_uri
+    if settings.drift_index_uri:
+        return settings.drift_index_uri
+    if ref.kind == "snapshot":
+        return ref.uri
+    return settings.processed if inputs.is_preprocessing_output(settings.processed) else None
+
+
 def run_drift(cfg: DriftConfig, settings: Settings) -> dict[str, Any]:
     """Run one check and return its report (also written to `cfg.report_uri` and MLflow)."""
-    from llmops.drift import inputs, report
+    from llmops.drift import inputs, report, steer
 
     start = time.perf_counter()
     created = cfg.created_at or cfg.until or datetime.now(UTC)
@@ -138,11 +204,13 @@ def run_drift(cfg: DriftConfig, settings: Settings) -> dict[str, Any]:
         else settings.embedding_model
     )
     enough = len(ref.texts) >= cfg.min_samples and len(cur.texts) >= cfg.min_samples
-    result = None
+    cov = result = None
     ref_emb = cur_emb = None
     signals: dict[str, Any] | None = None
+    groups: list[dict[str, Any]] = []
     timings: dict[str, float] = {}
     if enough:
+        from llmops.drift.coverage import coverage_test
         from llmops.drift.signals import text_signals
         from llmops.drift.stats import two_sample_test
 
@@ -151,24 +219,56 @@ def run_drift(cfg: DriftConfig, settings: Settings) -> dict[str, Any]:
         ref_emb = inputs.side_embeddings(ref, model, inputs.embedding_cache_root(settings.data_root, model))
         cur_emb = inputs.side_embeddings(cur, model)
         timings["embed_s"] = time.perf_counter() - t0
+        cov = coverage_test(ref_emb, cur_emb, ref.documents, quantile=cfg.quantile, resamples=cfg.resamples,
+                            seed=cfg.seed)
+        timings["coverage_s"] = cov.seconds
         result = two_sample_test(ref_emb, cur_emb, permutations=cfg.permutations, seed=cfg.seed)
         timings["test_s"] = result.seconds
         t0 = time.perf_counter()
+        groups, centroids = describe_groups(cov, cur.texts, cur_emb, cfg.max_groups)
+        timings["groups_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         signals = text_signals(ref.texts, cur.texts, model, seed=cfg.seed)
         timings["signals_s"] = time.perf_counter() - t0
-    status: Status
-    if result is None:
-        status = "not_enough_data"
-    else:
-        status = "drift" if result.p_value <= cfg.alpha else "no_drift"
+    status = verdict(cov.p_value if cov else None, cov.excess if cov else None, cfg.alpha, cfg.min_effect)
+    event = drift_event_id(created)
+    index_info: dict[str, Any] | None = None
+    steer_uri = None
+    if status == "drift":
+        # Only drift pays for opening the index: the chunks steer the next dataset build.
+        index_uri = index_default(cfg, ref, settings)
+        if index_uri is None:
+            index_info = {"uri": None, "error": "no preprocessing output to search: give --index"}
+        else:
+            t0 = time.perf_counter()
+            index_info = steer.attach_chunks(groups, centroids, index_uri, model, cfg.chunks_per_group)
+            timings["index_s"] = time.perf_counter() - t0
+        chunk_ids = steer.steer_chunk_ids(groups)
+        if chunk_ids:
+            steer_uri = steer.write_steer(cfg.report_uri, event, chunk_ids, created.isoformat())
     rep: dict[str, Any] = {
         "version": REPORT_VERSION,
         "status": status,
         "drift": status == "drift",
-        "p_value": result.p_value if result else None,
+        "verdict": (
+            "drift when the coverage p-value is at most alpha and the excess uncovered share is at least "
+            "min_effect; the distribution tests (MMD, classifier) are descriptive"
+        ),
+        "p_value": cov.p_value if cov else None,
+        "uncovered_share": cov.uncovered_share if cov else None,
+        "expected_share": cov.expected_share if cov else None,
+        "excess": cov.excess if cov else None,
+        "min_effect": cfg.min_effect,
+        "significant": (cov.p_value <= cfg.alpha) if cov else None,
+        "coverage": cov.to_dict() if cov else None,
+        "groups": groups,
+        "index": index_info,
+        "drift_event": event if status == "drift" else None,
+        "steer_uri": steer_uri,
+        "p_value_distribution": result.p_value if result else None,
         "p_value_mmd": result.p_value_mmd if result else None,
         "p_value_classifier": result.p_value_classifier if result else None,
-        "combination": "Westfall-Young min-P of the MMD and classifier p-values over shared permutations",
+        "combination": "descriptive: Westfall-Young min-P of the MMD and classifier p-values over shared permutations",
         "mmd2": result.mmd2 if result else None,
         "auc": result.auc if result else None,
         "partial_auc": result.partial_auc if result else None,
@@ -177,6 +277,8 @@ def run_drift(cfg: DriftConfig, settings: Settings) -> dict[str, Any]:
         "min_samples": cfg.min_samples,
         "max_samples": cfg.max_samples,
         "permutations": cfg.permutations,
+        "resamples": cfg.resamples,
+        "quantile": cfg.quantile,
         "seed": cfg.seed,
         "n_reference": len(ref.texts),
         "n_current": len(cur.texts),
@@ -199,6 +301,11 @@ def run_drift(cfg: DriftConfig, settings: Settings) -> dict[str, Any]:
             f"not enough data: {len(ref.texts)} reference and {len(cur.texts)} current texts, "
             f"at least {cfg.min_samples} per side are needed"
         )
+    elif status == "no_drift" and cov is not None and cov.p_value <= cfg.alpha:
+        rep["reason"] = (
+            f"significant (p = {cov.p_value:.3g}) but the excess uncovered share {cov.excess:.3f} is below "
+            f"the floor {cfg.min_effect}"
+        )
     client = run_id = None
     if cfg.log_mlflow:
         client, run_id = report.start_mlflow_run(
@@ -220,24 +327,29 @@ def run_drift(cfg: DriftConfig, settings: Settings) -> dict[str, Any]:
             report.fail_mlflow_run(client, run_id)
         raise
     log.info(
-        "drift check: %s (p=%s, p_mmd=%s, p_clf=%s, n_ref=%d, n_cur=%d); report %s",
-        status, rep["p_value"], rep["p_value_mmd"], rep["p_value_classifier"],
-        rep["n_reference"], rep["n_current"], rep["report_uri"],
+        "drift check: %s (p=%s, uncovered %s vs expected %s, p_mmd=%s, p_clf=%s, n_ref=%d, n_cur=%d); report %s",
+        status, rep["p_value"], rep["uncovered_share"], rep["expected_share"], rep["p_value_mmd"],
+        rep["p_value_classifier"], rep["n_reference"], rep["n_current"], rep["report_uri"],
     )
     return rep
 
 
 def summary_of(rep: dict[str, Any]) -> dict[str, Any]:
-    """The step summary (XCom): the verdict and where to read more."""
+    """The step summary (XCom): the verdict, its effect size, and where to read more."""
     keys = (
-        "status", "drift", "p_value", "p_value_mmd", "p_value_classifier", "alpha", "auc", "partial_auc", "mmd2",
+        "status", "drift", "p_value", "uncovered_share", "expected_share", "excess", "min_effect", "alpha",
+        "p_value_mmd", "p_value_classifier", "auc", "partial_auc", "mmd2",
         "n_reference", "n_current", "report_uri", "report_dir", "report_json_uri", "mlflow_run_id",
-        "created_at", "embedding_model",
+        "created_at", "embedding_model", "drift_event", "steer_uri",
     )
     out = {k: rep.get(k) for k in keys}
     out["reference_uri"] = rep["reference"]["uri"]
     out["current_uri"] = rep["current"]["uri"]
     out["reference_snapshot_id"] = rep["reference"]["snapshot_id"]
+    out["groups"] = [
+        {"size": g["size"], "share": g["share"], "chunk_ids": [c["chunk_id"] for c in g.get("nearest_chunks") or []]}
+        for g in rep.get("groups") or []
+    ]
     if rep.get("reason"):
         out["reason"] = rep["reason"]
     return out
@@ -245,18 +357,13 @@ def summary_of(rep: dict[str, Any]) -> dict[str, Any]:
 
 def retrain_event_extra(summary: dict[str, Any] | None) -> dict[str, Any] | None:
     """The `extra` of the RETRAIN asset event for a drift step's summary, or None when the check found no
-    drift (or had not enough data) and no event should be emitted."""
+    drift (or had not enough data) and no event should be emitted. `steer_uri` (None when no chunk was
+    found) is what the dataset DAG passes to `llmops dataset build --steer`."""
     if not summary or summary.get("status") != "drift":
         return None
-    return {
-        "report_uri": summary.get("report_uri"),
-        "report_json_uri": summary.get("report_json_uri"),
-        "p_value": summary.get("p_value"),
-        "p_value_mmd": summary.get("p_value_mmd"),
-        "p_value_classifier": summary.get("p_value_classifier"),
-        "alpha": summary.get("alpha"),
-        "n_reference": summary.get("n_reference"),
-        "n_current": summary.get("n_current"),
-        "mlflow_run_id": summary.get("mlflow_run_id"),
-        "created_at": summary.get("created_at"),
-    }
+    keys = (
+        "drift_event", "steer_uri", "report_uri", "report_json_uri", "p_value", "uncovered_share",
+        "expected_share", "excess", "min_effect", "p_value_mmd", "p_value_classifier", "alpha",
+        "n_reference", "n_current", "mlflow_run_id", "created_at",
+    )
+    return {k: summary.get(k) for k in keys}

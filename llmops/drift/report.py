@@ -111,7 +111,8 @@ def projection_plot(reference: np.ndarray, current: np.ndarray, seed: int = 0) -
 
 
 def history_plot(history: list[dict[str, Any]], alpha: float) -> str | None:
-    """p-values (log scale) and classifier AUC of every report in the folder, this one last."""
+    """p-values (log scale) and the uncovered share / classifier AUC of every report in the folder, this
+    one last. Reports before version 2 carry the distribution tests' combined p-value as `p_value`."""
     from datetime import datetime
 
     from matplotlib.figure import Figure
@@ -124,7 +125,7 @@ def history_plot(history: list[dict[str, Any]], alpha: float) -> str | None:
     ax, ax2 = fig.subplots(2, 1, sharex=True)
     floor = 1e-4
     for key, label, style in (
-        ("p_value", "combined", "-o"),
+        ("p_value", "coverage (verdict)", "-o"),
         ("p_value_mmd", "MMD", "--."),
         ("p_value_classifier", "classifier", ":."),
     ):
@@ -143,12 +144,16 @@ def history_plot(history: list[dict[str, Any]], alpha: float) -> str | None:
     ax.set_ylabel("p-value")
     ax.legend(loc="lower left", fontsize="small", ncol=3)
     ax.set_title("Score history of this reports folder")
-    for key, label, color in (("partial_auc", "partial AUC", "#9467bd"), ("auc", "AUC", "#8c564b")):
+    for key, label, color in (
+        ("uncovered_share", "uncovered share", "#d62728"),
+        ("partial_auc", "partial AUC", "#9467bd"),
+        ("auc", "AUC", "#8c564b"),
+    ):
         pts = [(t, float(r[key])) for t, r in zip(times, rows, strict=True) if r.get(key) is not None]
         if pts:
             ax2.plot([p[0] for p in pts], [p[1] for p in pts], "-o", markersize=4, color=color, label=label)
     ax2.axhline(0.5, color="grey", linewidth=1)
-    ax2.set_ylabel("classifier")
+    ax2.set_ylabel("effect / classifier")
     if ax2.get_legend_handles_labels()[0]:
         ax2.legend(loc="upper left", fontsize="small")
     fig.autofmt_xdate()
@@ -179,20 +184,33 @@ def render_html(report: dict[str, Any], projection_png: str | None, history_png:
         "not_enough_data": ("#eeeeee", "Not enough data for a verdict"),
     }[status]
     ref, cur = report["reference"], report["current"]
+    cov = report.get("coverage") or {}
     verdict = _table([
-        ("combined p-value (min-P)", report.get("p_value")),
+        ("uncovered share of the traffic (effect)", report.get("uncovered_share")),
+        ("expected share (the reference's own documents)", report.get("expected_share")),
+        ("excess uncovered share", report.get("excess")),
+        ("effect-size floor (min_effect)", report.get("min_effect")),
+        ("coverage p-value (document bootstrap)", report.get("p_value")),
+        ("alpha", report["alpha"]),
+        ("coverage threshold (cosine distance)", cov.get("threshold")),
+        ("coverage quantile", report.get("quantile")),
+        ("reference documents", cov.get("reference_documents")),
+        ("bootstrap draws", report.get("resamples")),
+        ("reference / current samples", f"{report['n_reference']} / {report['n_current']}"),
+        ("minimum samples per side", report["min_samples"]),
+    ])
+    distribution = _table([
+        ("combined p-value (min-P)", report.get("p_value_distribution")),
         ("MMD p-value", report.get("p_value_mmd")),
         ("classifier p-value", report.get("p_value_classifier")),
-        ("alpha", report["alpha"]),
         ("MMD² (biased, RBF)", report.get("mmd2")),
         ("classifier partial AUC, FPR ≤ 0.1 (test statistic)", report.get("partial_auc")),
         ("classifier AUC (out-of-fold, descriptive)", report.get("auc")),
         ("kernel bandwidth", report.get("bandwidth")),
         ("permutations", report["permutations"]),
         ("seed", report["seed"]),
-        ("reference / current samples", f"{report['n_reference']} / {report['n_current']}"),
-        ("minimum samples per side", report["min_samples"]),
     ])
+    groups_html = _groups_html(report)
     inputs = _table([
         ("reference", ref["uri"]),
         ("reference kind", ref["kind"]),
@@ -236,10 +254,18 @@ th {{ font-weight: 600; }} img {{ max-width: 100%; }} .note {{ color: #555; font
 <div class="banner">{banner[1]}</div>
 <h2>Verdict</h2>
 {verdict}
-<p class="note">Both tests use the same {report['permutations']} random relabellings of the pooled sample;
-each p-value counts the observed statistic ((1 + #permutations at least as extreme) / (1 + B)). The verdict
-is drift when the min-P combination of the two p-values is at most alpha, which keeps the false-alarm
-rate at alpha.</p>
+<p class="note">A current sample is <em>uncovered</em> when it is farther from every reference sample than
+the coverage threshold: the {_fmt(report.get("quantile"))} quantile of the reference's own nearest-neighbour
+distances with each sample's whole document left out. The p-value compares the uncovered share with
+{report.get("resamples")} draws that resample reference <em>documents</em> on both sides, so the variation
+between pages of the training data is not drift. The verdict is drift when p &le; alpha and the excess
+uncovered share is at least the floor.</p>
+{"<p><strong>" + html.escape(report["reason"]) + "</strong></p>" if report.get("reason") else ""}
+{groups_html}
+<h2>Distribution tests (descriptive, not part of the verdict)</h2>
+{distribution}
+<p class="note">MMD and a domain classifier on the same {report['permutations']} relabellings: they answer
+"same distribution?", which traffic about a subset of the training topics already fails.</p>
 <h2>Inputs</h2>
 {inputs}
 {"<h2>Side signals (not part of the verdict)</h2>" + _table(sig_rows) if sig_rows else ""}
@@ -247,6 +273,32 @@ rate at alpha.</p>
 {"<h2>History</h2>" + img(history_png, "score history") if history_png else ""}
 </body></html>
 """
+
+
+def _groups_html(report: dict[str, Any]) -> str:
+    groups = report.get("groups") or []
+    if not groups:
+        return ""
+    parts = ["<h2>Uncovered traffic, grouped (largest first)</h2>"]
+    index = report.get("index") or {}
+    if index.get("error"):
+        parts.append(f'<p class="note">No corpus chunks: {html.escape(str(index["error"]))}</p>')
+    if report.get("steer_uri"):
+        parts.append(f'<p>Steer file for the next dataset build: <code>{html.escape(report["steer_uri"])}</code> '
+                     f'(event {html.escape(str(report.get("drift_event")))})</p>')
+    for g in groups:
+        examples = "".join(f"<li>{html.escape(t)}</li>" for t in g["examples"])
+        chunks = "".join(
+            f"<li><code>{html.escape(str(c['chunk_id']))}</code> {html.escape(str(c.get('doc')))} "
+            f"(score {c['score']:.3f}): {html.escape(c.get('text', '')[:160])}</li>"
+            for c in g.get("nearest_chunks") or []
+        )
+        parts.append(
+            f"<h3>Group {g['group'] + 1}: {g['size']} samples ({g['share']:.1%} of the traffic), mean distance "
+            f"{g['mean_distance']:.3f}</h3><p>Examples:</p><ul>{examples}</ul>"
+            + (f"<p>Nearest corpus chunks:</p><ul>{chunks}</ul>" if chunks else "")
+        )
+    return "\n".join(parts)
 
 
 # --- writing and MLflow -------------------------------------------------------------------------------
@@ -315,6 +367,10 @@ def finish_mlflow_run(client, run_id: str, report: dict[str, Any], local_dir: Pa
     now_ms = int(datetime.fromisoformat(str(report["created_at"])).timestamp() * 1000)
     metrics = {
         "p_value": report.get("p_value"),
+        "uncovered_share": report.get("uncovered_share"),
+        "expected_share": report.get("expected_share"),
+        "excess": report.get("excess"),
+        "p_value_distribution": report.get("p_value_distribution"),
         "p_value_mmd": report.get("p_value_mmd"),
         "p_value_classifier": report.get("p_value_classifier"),
         "mmd2": report.get("mmd2"),
@@ -335,6 +391,9 @@ def finish_mlflow_run(client, run_id: str, report: dict[str, Any], local_dir: Pa
         "alpha": report["alpha"],
         "min_samples": report["min_samples"],
         "permutations": report["permutations"],
+        "resamples": report.get("resamples"),
+        "quantile": report.get("quantile"),
+        "min_effect": report.get("min_effect"),
         "seed": report["seed"],
         "window_hours": report["window_hours"],
         "field": report["field"],
