@@ -50,9 +50,12 @@ def _generator(args: argparse.Namespace):
 def _build(args: argparse.Namespace) -> int:
     from llmops.cli import print_json, write_summary
     from llmops.dataset.build import build_dataset
+    from llmops.lease import lease
 
-    summary = build_dataset(args.corpus, args.out, _generator(args), steer_uri=args.steer, budget=args.budget,
-                            eval_fraction=args.eval_fraction)
+    # One build per root at a time (llmops.lease): a second waits, or fails naming the holder.
+    with lease(args.out, "dataset root"):
+        summary = build_dataset(args.corpus, args.out, _generator(args), steer_uri=args.steer, budget=args.budget,
+                                eval_fraction=args.eval_fraction)
     write_summary(args.summary_json, summary)
     print_json(summary)
     return 0
@@ -69,6 +72,7 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--workdir", help="keep the work here (default: a temporary folder)")
     b.add_argument("--repeat", type=int, default=3, help="full builds timed (best and median reported)")
+    b.add_argument("--corpus", help="a folder of more documents to index beside the sample corpus (a larger corpus)")
     b.add_argument("--json", action="store_true", help="print JSON (the only output format)")
     b.set_defaults(handler=_bench)
 
@@ -77,5 +81,5 @@ def _bench(args: argparse.Namespace) -> int:
     from llmops.cli import print_json
     from llmops.dataset.bench import bench_dataset
 
-    print_json(bench_dataset(args.workdir, repeat=args.repeat))
+    print_json(bench_dataset(args.workdir, repeat=args.repeat, extra_corpus=args.corpus))
     return 0

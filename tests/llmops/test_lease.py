@@ -197,3 +197,17 @@ def test_preprocessing_fails_naming_the_holder_of_its_output(tmp_path, monkeypat
             run_preprocess(cfg)
     finally:
         holder.release()
+
+
+def test_dataset_build_exits_75_naming_the_holder_of_its_root(tmp_path, monkeypatch, capsys):
+    from llmops.cli import main
+
+    root = tmp_path / "datasets"
+    holder = make(root, what="dataset root").acquire()
+    monkeypatch.setenv("LLMOPS_LEASE_WAIT_SECONDS", "0")
+    try:
+        assert main(["dataset", "build", "--corpus", str(tmp_path / "processed"), "--out", str(root)]) == 75
+    finally:
+        holder.release()
+    err = capsys.readouterr().err
+    assert f"dataset root {root} is being written by another writer" in err and f"pid {os.getpid()}" in err
