@@ -1,21 +1,28 @@
 """
 ### Fine-tune, gate, register and deploy (the lifecycle DAG)
 
-Runs when a new corpus snapshot lands (`llmops_corpus`), when the drift monitor asks for a retrain
-(`llmops_retrain`), on a weekly cron (setting `retrain_schedule`; `none` turns it off), or by hand; one run at a time.
+Runs when the dataset DAG publishes a dataset version (`llmops_dataset`: built on a new corpus snapshot
+or on a drift event), on a weekly cron (setting `retrain_schedule`; `none` turns it off), or by hand; one
+run at a time.
 
-1. `check_trigger` records why the run started and enforces the drift cooldown: at most one
-   drift-triggered retrain per `retrain_cooldown_hours`; a held-back trigger is recorded with its reason
-   in the trigger ledger and every downstream task is skipped.
-2. `resolve_inputs` checks the base model and dataset (before any GPU is requested) and records the
-   newest corpus snapshot.
+1. `check_trigger` records why the run started (the corpus or drift event behind the dataset) and
+   decides whether to go ahead: at most one drift-triggered retrain per `retrain_cooldown_hours`, and
+   nothing is retrained without something to learn: when the champion was trained on the same dataset
+   version with the same training parameters, the run is skipped as "no new data since vN" (conf
+   `{"force": true}` trains anyway). A held-back trigger is recorded with its reason in the trigger
+   ledger and every downstream task is skipped.
+2. `resolve_inputs` checks the base model and the dataset version (`latest`: the triggering event's,
+   else the newest under `dataset_root`) before any GPU is requested, and records the corpus snapshot.
 3. `train` runs `llmops train` (a subprocess locally, a GPU pod on Kubernetes). Checkpoints live in a
    folder keyed by DAG id and run id and the step always resumes (`--resume auto`), so a retried or
    preempted task continues instead of starting over.
-4. `evaluate_candidate` and `evaluate_champion` run lm-eval on the domain tasks; `gate` compares them
-   with paired tests and Holm correction (`gate_policy`); a rejection skips promotion and deployment,
+4. `evaluate_candidate` and `evaluate_champion` run lm-eval on the domain tasks (`corpus_mc`,
+   `corpus_qa`) on the dataset version's evaluation split, both models on the same items, reported per
+   slice (`new`, `retained`); `gate` compares them with paired tests and Holm correction (`gate_policy`:
+   significantly better on `new`, not worse on `retained`); a rejection skips promotion and deployment,
    with the reasons in the task log.
-5. `register` records the version in MLflow with its lineage (alias `challenger`); `promote` moves
+5. `register` records the version in MLflow with its lineage (dataset hash, snapshot, generator and
+   config, training parameters; alias `challenger`); `promote` moves
    `champion` to it and emits `llmops_model`.
 6. `render_manifests` renders and validates the vLLM manifests for the new version; `smoke_test`
    (local mode) loads it and answers a prompt; `deploy` makes it live (GitOps pointer, and server-side
@@ -29,10 +36,10 @@ from airflow.sdk import DAG, Param, task
 
 from llmops.settings import join_uri
 from llmops.training.config import param_spec
+from llmops.training.inputs import LATEST, run_locations
 from llmops.training.inputs import RUN_KEY_TEMPLATE as RUN_KEY
-from llmops.training.inputs import run_locations
 from llmops_operators import airflow_settings, step_operator
-from llmops_operators.assets import CORPUS, MODEL, RETRAIN
+from llmops_operators.assets import DATASET, MODEL
 from llmops_operators.deploy import DeployManifestsOperator
 from llmops_operators.evaluation import gate_tasks
 from llmops_operators.s3 import uses_aws_connection
@@ -46,6 +53,14 @@ PROMOTED = "ti.xcom_pull(task_ids='promote')"
 VERSION_URI = "models:/{{ " + PROMOTED + "['registered_model_name'] }}/{{ " + PROMOTED + "['version'] }}"
 
 
+TRAINING_PARAMS = (
+    "base_model", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate", "max_steps", "epochs",
+    "batch_size", "max_seq_len",
+)
+"""The Params that make up the training recipe: with the dataset hash, they say whether the champion
+already learnt what this run would."""
+
+
 def _param(key: str, title: str) -> Param:
     return Param(title=title, **param_spec(key, settings.train_defaults))
 
@@ -54,7 +69,7 @@ with DAG(
     dag_id="llmops_finetune",
     description="Fine-tune a LoRA adapter, gate it against the champion, register, promote and deploy it",
     doc_md=__doc__,
-    schedule=cron_schedule(settings.retrain_schedule, assets=CORPUS | RETRAIN),
+    schedule=cron_schedule(settings.retrain_schedule, assets=DATASET),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -68,12 +83,13 @@ with DAG(
             description="Hub id, local folder or s3:// folder of the model to adapt.",
         ),
         "dataset": Param(
-            settings.dataset,
+            LATEST,
             type="string",
             minLength=1,
-            title="Dataset URI",
-            description="Training rows (JSONL or Parquet file or folder, local or s3://): "
-            "prompt/completion or chat messages.",
+            title="Dataset",
+            description="`latest`: the dataset version of the triggering llmops_dataset event, else the newest "
+            "under dataset_root. Or a dataset version folder (local or s3://; trained on its train split, "
+            "evaluated on its eval split), or a rows file (JSONL or Parquet: prompt/completion or chat messages).",
         ),
         "lora_r": _param("lora_r", "LoRA rank"),
         "lora_alpha": _param("lora_alpha", "LoRA alpha"),
@@ -127,15 +143,21 @@ with DAG(
         ),
     },
 ) as dag:
-    check = retrain_trigger(task_id="check_trigger")
+    check = retrain_trigger(task_id="check_trigger", training_params=TRAINING_PARAMS)
 
     @task(multiple_outputs=False)
     @uses_aws_connection
-    def resolve_inputs(params=None) -> dict:
-        """Check the base model and dataset; record the latest corpus snapshot (lineage)."""
+    def resolve_inputs(params=None, ti=None) -> dict:
+        """Check the base model and the dataset version; record the latest corpus snapshot (lineage)."""
         from llmops.training.inputs import resolve_inputs as resolve
 
-        return resolve(airflow_settings(), base_model=params["base_model"], dataset=params["dataset"])
+        decided = ti.xcom_pull(task_ids="check_trigger") or {}
+        return resolve(
+            airflow_settings(),
+            base_model=params["base_model"],
+            dataset=params["dataset"],
+            triggered_dataset=decided.get("dataset_uri"),
+        )
 
     inputs = resolve_inputs()
     resolved = "ti.xcom_pull(task_ids='resolve_inputs')"
@@ -170,6 +192,8 @@ with DAG(
         policy="{{ params.gate_policy }}",
         gpus="{{ params.gpus }}",
         limit="{{ params.eval_limit }}",
+        dataset="{{ " + resolved + "['eval_dataset'] }}",
+        training_params_sha256="{{ ti.xcom_pull(task_ids='check_trigger')['training_params_sha256'] }}",
         promote_outlets=[MODEL],
         trigger=TRIGGER,
         settings=settings,

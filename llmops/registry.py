@@ -402,6 +402,14 @@ class Lineage:
     chunking: dict[str, Any] | None = None
     dataset: str | None = None
     dataset_hash: str | None = None
+    """The dataset version's hash (`llmops dataset build`), else the sha256 of the training files."""
+    dataset_version: dict[str, Any] | None = None
+    """The dataset version's manifest (`<dataset>/dataset.json`): snapshot id, generator, its version and
+    config, parent hash, steered_by."""
+    training_data_sha256: str | None = None
+    """sha256 of the training files as read by `llmops train`."""
+    training_params_sha256: str | None = None
+    """Hash of the fine-tune DAG's training parameters (base model and hyperparameters)."""
     base_model: str | None = None
     training_config: str | None = None
     training_config_sha256: str | None = None
@@ -417,6 +425,9 @@ class Lineage:
             "llmops.chunking": json.dumps(self.chunking, sort_keys=True) if self.chunking else None,
             "llmops.dataset": self.dataset,
             "llmops.dataset_hash": self.dataset_hash,
+            **self._dataset_version_tags(),
+            "llmops.training_data_sha256": self.training_data_sha256,
+            "llmops.training_params_sha256": self.training_params_sha256,
             TAG_BASE_MODEL: self.base_model,
             "llmops.training_config": self.training_config,
             "llmops.training_config_sha256": self.training_config_sha256,
@@ -425,6 +436,18 @@ class Lineage:
             "llmops.trigger": self.trigger,
         }
         return {k: str(v) for k, v in values.items() if v not in (None, "")}
+
+    def _dataset_version_tags(self) -> dict[str, Any]:
+        v = self.dataset_version or {}
+        config = v.get("generator_config")
+        return {
+            "llmops.dataset.snapshot_id": v.get("snapshot_id"),
+            "llmops.dataset.generator": v.get("generator"),
+            "llmops.dataset.generator_version": v.get("generator_version"),
+            "llmops.dataset.generator_config": json.dumps(config, sort_keys=True)[:5000] if config else None,
+            "llmops.dataset.parent_hash": v.get("parent_dataset_hash"),
+            "llmops.dataset.steered_by": v.get("steered_by"),
+        }
 
 
 def read_manifest(uri: str | None) -> dict[str, Any]:

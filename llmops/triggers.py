@@ -7,7 +7,15 @@ retraining storm). The rule here:
 
 - at most one **drift-triggered** retrain per `retrain_cooldown_hours`: a drift trigger closer than that
   to an earlier drift-triggered run that went ahead is skipped, and the skip is recorded with its reason;
-- corpus, schedule and manual triggers always run (new data, or a person, is a reason of its own).
+- corpus, schedule and manual triggers always run (new data, or a person, is a reason of its own);
+- but nothing is retrained without something to learn: when the champion was trained on the same dataset
+  version (`dataset_hash`) with the same training parameters, the run is skipped with the reason
+  "no new data since vN" (a drift trigger says so too, instead of training a model the gate would reject).
+  A run conf `{"force": true}` trains anyway.
+
+The dataset DAG sits between the triggers and the fine-tune DAG: it builds the dataset on a corpus or
+drift event and emits `llmops_dataset` with the build summary and `trigger` (`corpus` or `drift`, with
+the drift report and p-values) in its extra, so the kind of the original trigger reaches this decision.
 
 Every decision is appended to a ledger (`<state_uri>/triggers.jsonl`, one JSON record per line) with the
 run, the trigger kind, the decision and its reason, the drift report and p-values, and the snapshot id.
@@ -62,6 +70,8 @@ class TriggerRecord:
     report_uri: str | None = None
     p_values: dict[str, float | None] = field(default_factory=dict)
     snapshot_id: str | None = None
+    dataset_hash: str | None = None
+    """The dataset version the run would train on."""
 
     @property
     def at(self) -> datetime:
@@ -123,6 +133,9 @@ class Trigger:
     p_values: dict[str, float | None] = field(default_factory=dict)
     snapshot_id: str | None = None
     note: str = ""
+    dataset_hash: str | None = None
+    dataset_uri: str | None = None
+    steered_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +163,7 @@ def classify_trigger(
     conf: dict[str, Any] | None = None,
     corpus_events: list[TriggerEvent] = (),  # type: ignore[assignment]
     drift_events: list[TriggerEvent] = (),  # type: ignore[assignment]
+    dataset_events: list[TriggerEvent] = (),  # type: ignore[assignment]
 ) -> Trigger:
     """Which kind of trigger started a run.
 
@@ -157,8 +171,33 @@ def classify_trigger(
     optional `time`, `report_uri`, `p_values`, `snapshot_id`); then corpus events (a new snapshot is
     never held back, even when drift events arrived with it); then drift events; then the run type
     (`scheduled` -> schedule, anything else -> manual). The time is the newest triggering event's time,
-    else `conf["time"]`, else `run_time`."""
+    else `conf["time"]`, else `run_time`.
+
+    A dataset event (`llmops_dataset`) counts as the trigger that started its build (its extra's
+    `trigger`: `drift` or `corpus`) and names the dataset version (`dataset_hash`, `dataset_uri`)."""
     conf = dict(conf or {})
+    if dataset_events:
+        last_ds = max(dataset_events, key=lambda e: e.timestamp)
+        extra = last_ds.extra
+        as_event = [TriggerEvent(last_ds.timestamp, extra)]
+        inner = classify_trigger(
+            run_time=run_time,
+            run_type=run_type,
+            conf=conf,
+            corpus_events=[] if extra.get("trigger") == "drift" else as_event,
+            drift_events=as_event if extra.get("trigger") == "drift" else [],
+        )
+        return Trigger(
+            inner.kind,
+            inner.at,
+            inner.report_uri,
+            inner.p_values,
+            inner.snapshot_id,
+            f"{inner.note} via dataset {str(extra.get('dataset_hash') or '?')[:12]}",
+            extra.get("dataset_hash"),
+            extra.get("dataset_uri"),
+            extra.get("steered_by"),
+        )
     if conf.get("trigger"):
         kind = str(conf["trigger"])
         if kind not in TRIGGER_KINDS:
@@ -217,6 +256,39 @@ def decide(trigger: Trigger, history: list[TriggerRecord], cooldown_hours: float
     return "run", f"drift trigger ({trigger.note}); no earlier drift-triggered retrain"
 
 
+TAG_DATASET_HASH = "llmops.dataset_hash"
+"""Model version tag: the dataset version (`dataset_hash` of `llmops dataset build`) it was trained on."""
+
+TAG_TRAINING_PARAMS = "llmops.training_params_sha256"
+"""Model version tag: hash of the training parameters of the run (base model and hyperparameters)."""
+
+
+def training_params_sha256(params: dict[str, Any]) -> str:
+    """A stable hash of the training parameters (JSON, sorted keys): equal parameters, equal hash."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def nothing_new(
+    trigger: Trigger, dataset_hash: str | None, params_sha256: str | None, champion: dict[str, Any] | None
+) -> str | None:
+    """The reason to skip a run that has nothing to learn, or None. `champion`: `version` and `tags` of
+    the champion version (None: there is none, so everything is new)."""
+    if not champion or not dataset_hash:
+        return None
+    tags = champion.get("tags") or {}
+    if tags.get(TAG_DATASET_HASH) != dataset_hash:
+        return None
+    if params_sha256 and tags.get(TAG_TRAINING_PARAMS) not in (None, params_sha256):
+        return None
+    prefix = "drift trigger: " if trigger.kind == "drift" else ""
+    return (
+        f"{prefix}no new data since v{champion.get('version')}: the champion was trained on dataset "
+        f"{dataset_hash[:12]} with the same training parameters; nothing to learn (force with conf force=true)"
+    )
+
+
 def evaluate_trigger(
     ledger: TriggerLedger,
     *,
@@ -225,8 +297,14 @@ def evaluate_trigger(
     trigger: Trigger,
     cooldown_hours: float,
     snapshot_id: str | None = None,
+    dataset_hash: str | None = None,
+    params_sha256: str | None = None,
+    champion: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> TriggerRecord:
-    """Decide for one run and record the decision (once per run: a retry gets the recorded one)."""
+    """Decide for one run and record the decision (once per run: a retry gets the recorded one).
+
+    The drift cooldown first, then "nothing new" (`nothing_new`) unless `force`."""
     if cooldown_hours < 0:
         raise ConfigError(f"retrain_cooldown_hours = {cooldown_hours}: must be 0 or more")
     history = ledger.read()
@@ -235,6 +313,11 @@ def evaluate_trigger(
             log.info("run %s already decided: %s (%s)", run_id, rec.decision, rec.reason)
             return rec
     decision, reason = decide(trigger, history, cooldown_hours)
+    dataset_hash = dataset_hash or trigger.dataset_hash
+    if decision == "run" and not force:
+        stale = nothing_new(trigger, dataset_hash, params_sha256, champion)
+        if stale:
+            decision, reason = "skipped", stale
     record = TriggerRecord(
         time=trigger.at.astimezone(UTC).isoformat(),
         dag_id=dag_id,
@@ -245,6 +328,7 @@ def evaluate_trigger(
         report_uri=trigger.report_uri,
         p_values=dict(trigger.p_values),
         snapshot_id=snapshot_id or trigger.snapshot_id,
+        dataset_hash=dataset_hash,
     )
     ledger.append(record)
     log.info("trigger %s for %s: %s (%s)", record.trigger, run_id, decision, reason)
@@ -266,6 +350,7 @@ def summary_of(record: TriggerRecord, ledger: TriggerLedger, cooldown_hours: flo
         "decision": record.decision,
         "reason": record.reason,
         "snapshot_id": record.snapshot_id,
+        "dataset_hash": record.dataset_hash,
         "time": record.time,
         "run_id": record.run_id,
         "report_uri": record.report_uri,
@@ -273,3 +358,13 @@ def summary_of(record: TriggerRecord, ledger: TriggerLedger, cooldown_hours: flo
         "cooldown_hours": cooldown_hours,
         "ledger_uri": ledger.uri,
     }
+
+
+def champion_lineage(settings: Settings) -> dict[str, Any] | None:
+    """The champion's `version` and lineage `tags` (no download), or None when there is no champion."""
+    from llmops.registry import current_champion
+
+    champion = current_champion(settings=settings, download=False)
+    if champion is None:
+        return None
+    return {"version": champion.version, "tags": dict(champion.tags)}

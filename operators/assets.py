@@ -1,8 +1,8 @@
 """The assets that connect the DAGs (data-aware scheduling).
 
-    sensor --LANDING--> preprocess --CORPUS--> fine-tune <--RETRAIN-- drift
-                                                   |
-                                                   +--MODEL--> (deployment consumers)
+    sensor --LANDING--> preprocess --CORPUS--> dataset --DATASET--> fine-tune
+                                                  ^                    |
+                                       drift --RETRAIN                 +--MODEL--> (deployment consumers)
 
 Each producer declares the asset as an outlet and attaches small facts to the event's `extra`
 (a snapshot id, a report URI, p-values); consumers read them from `triggering_asset_events`.
@@ -20,6 +20,12 @@ RETRAIN = Asset(name="llmops_retrain", uri="llmops://retrain")
 """Significant drift in inference traffic. extra: `report_uri`, `report_json_uri`, `p_value` (the
 verdict's), `p_value_mmd`, `p_value_classifier`, `alpha`, `n_reference`, `n_current`, `mlflow_run_id`,
 `created_at`."""
+
+DATASET = Asset(name="llmops_dataset", uri="llmops://dataset")
+"""A dataset build (the dataset DAG, on a corpus or drift event). extra: the build summary
+(`dataset_uri`, `dataset_hash`, `snapshot_id`, `generator`, `rows_train`, `rows_eval`, `rows_eval_new`,
+`items_generated`, `chunks_new`, `steered_by`, ...) and `trigger` (`corpus` or `drift`, with the drift
+event's `report_uri` and p-values): the fine-tune DAG decides with them."""
 
 MODEL = Asset(name="llmops_model", uri="llmops://model")
 """A model version promoted to champion. extra: `model_uri`, `version`."""

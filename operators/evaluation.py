@@ -5,7 +5,9 @@
                                             \\------------------^
 
 - `evaluate_candidate`: `llmops evaluate` on the train step's adapter (a GPU pod in mode kubernetes);
-- `evaluate_champion`: the same on `models:/NAME@champion`; skipped (exit 3) while there is no champion;
+- `evaluate_champion`: the same on `models:/NAME@champion`, on the same data (`dataset`: the candidate's
+  evaluation split, even when the champion was trained on an older dataset version, so the two pair item
+  by item); skipped (exit 3) while there is no champion;
 - `gate`: runs when no upstream failed (a skipped champion evaluation means "no champion": floors only);
   exit 3 (rejected) skips it, and so `promote` and everything after;
 - `register`: also after a rejection (trigger rule `none_failed`), so every finished training run gets its
@@ -40,6 +42,8 @@ def gate_tasks(
     gpus: int | str = 1,
     limit: int | str | None = None,
     tasks: str | None = None,
+    dataset: str | None = None,
+    training_params_sha256: str | None = None,
     training_config: str | None = None,
     manifest: str | None = None,
     register_rejected: bool = True,
@@ -57,6 +61,9 @@ def gate_tasks(
         `"{{ params.gpus }}"`).
     :param limit: samples per task (templated, e.g. `{{ params.eval_limit }}`); None or 0: all.
     :param tasks: comma-separated lm-eval tasks; None: the project's domain tasks.
+    :param dataset: dataset version whose evaluation split both models are evaluated on (templated).
+    :param training_params_sha256: hash of the run's training parameters, recorded with the version
+        (templated; the trigger check's XCom).
     :param training_config: training config file recorded with the run (templated).
     :param manifest: preprocessing `manifest.json` (default: `<processed>/manifest.json`).
     :param register_rejected: register rejected candidates too (lineage and report); False: only passed ones.
@@ -77,6 +84,8 @@ def gate_tasks(
         eval_args += ["--limit", str(limit)]
     if tasks:
         eval_args += ["--tasks", tasks]
+    if dataset:
+        eval_args += ["--dataset", dataset]
 
     evaluate_candidate = step_operator(
         task_id="evaluate_candidate",
@@ -125,6 +134,8 @@ def gate_tasks(
         register_args += ["--manifest", manifest]
     if trigger:
         register_args += ["--trigger", trigger]
+    if training_params_sha256:
+        register_args += ["--training-params-sha256", training_params_sha256]
     register = step_operator(
         task_id="register",
         step="register",

@@ -1,9 +1,12 @@
 """The fine-tune DAG's first task: which trigger started this run, and does the drift cooldown hold?
 
-A thin adapter around `llmops.triggers`: it reads the run's `triggering_asset_events` (CORPUS, RETRAIN),
-its run type and conf, decides with the ledger under the `state_uri` setting, and when the decision is
-"skipped" short-circuits the run (every downstream task is skipped). Its XCom is the decision summary:
-`trigger`, `decision`, `reason`, `snapshot_id` (the newest corpus snapshot), `report_uri`, `p_values`.
+A thin adapter around `llmops.triggers`: it reads the run's `triggering_asset_events` (DATASET, and
+CORPUS/RETRAIN for a DAG scheduled on those directly), its run type, conf and Params, decides with the
+ledger under the `state_uri` setting (drift cooldown; "no new data since vN" when the champion was trained
+on the same dataset version with the same training parameters), and when the decision is "skipped"
+short-circuits the run (every downstream task is skipped). Its XCom is the decision summary: `trigger`,
+`decision`, `reason`, `snapshot_id` (the newest corpus snapshot), `dataset_hash`, `dataset_uri`,
+`training_params_sha256`, `champion_version`, `report_uri`, `p_values`.
 """
 
 from __future__ import annotations
@@ -15,16 +18,19 @@ from typing import Any
 from airflow.sdk import BaseOperator, SkipMixin
 
 from llmops.settings import Settings
+from llmops.training.inputs import choose_dataset, dataset_version
 from llmops.triggers import (
     TriggerEvent,
     TriggerLedger,
+    champion_lineage,
     classify_trigger,
     evaluate_trigger,
     latest_snapshot_id,
     ledger_uri,
     summary_of,
+    training_params_sha256,
 )
-from llmops_operators.assets import CORPUS, RETRAIN
+from llmops_operators.assets import CORPUS, DATASET, RETRAIN
 from llmops_operators.base import airflow_settings
 from llmops_operators.s3 import uses_aws_connection
 
@@ -54,9 +60,17 @@ class RetrainTriggerOperator(BaseOperator, SkipMixin):
     template_fields: Sequence[str] = ("cooldown_hours",)
     ui_color = "#fff4d6"
 
-    def __init__(self, *, cooldown_hours: float | None = None, settings: Settings | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        cooldown_hours: float | None = None,
+        training_params: Sequence[str] = (),
+        settings: Settings | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.cooldown_hours = cooldown_hours
+        self.training_params = tuple(training_params)
         self.settings = settings
 
     @uses_aws_connection
@@ -70,9 +84,18 @@ class RetrainTriggerOperator(BaseOperator, SkipMixin):
             conf=dict(getattr(dag_run, "conf", None) or {}),
             corpus_events=_events(triggering, CORPUS),
             drift_events=_events(triggering, RETRAIN),
+            dataset_events=_events(triggering, DATASET),
         )
         cooldown = float(self.cooldown_hours if self.cooldown_hours not in (None, "") else settings.retrain_cooldown_hours)
         ledger = TriggerLedger(ledger_uri(settings))
+        params = dict(context.get("params") or {})
+        conf = dict(getattr(dag_run, "conf", None) or {})
+        dataset_uri = choose_dataset(settings, params.get("dataset"), trigger.dataset_uri)
+        version = dataset_version(dataset_uri)
+        dataset_hash = version.get("dataset_hash") if version else None
+        params_sha = training_params_sha256({k: params.get(k) for k in self.training_params})
+        # Only a dataset version can be "already learnt"; asking MLflow costs a round trip, so only then.
+        champion = champion_lineage(settings) if dataset_hash else None
         record = evaluate_trigger(
             ledger,
             dag_id=dag_run.dag_id,
@@ -80,8 +103,17 @@ class RetrainTriggerOperator(BaseOperator, SkipMixin):
             trigger=trigger,
             cooldown_hours=cooldown,
             snapshot_id=latest_snapshot_id(settings.processed),
+            dataset_hash=dataset_hash,
+            params_sha256=params_sha,
+            champion=champion,
+            force=bool(conf.get("force")),
         )
-        summary = summary_of(record, ledger, cooldown)
+        summary = {
+            **summary_of(record, ledger, cooldown),
+            "dataset_uri": dataset_uri,
+            "training_params_sha256": params_sha,
+            "champion_version": champion.get("version") if champion else None,
+        }
         self.log.info("Trigger %s: %s (%s)", record.trigger, record.decision, record.reason)
         if record.decision == "skipped":
             # skip() ends execute with an exception, so push the summary explicitly for the UI.
@@ -90,6 +122,18 @@ class RetrainTriggerOperator(BaseOperator, SkipMixin):
         return summary
 
 
-def retrain_trigger(*, task_id: str = "check_trigger", cooldown_hours: float | None = None, **kwargs: Any):
-    """The trigger check task (default cooldown: the `retrain_cooldown_hours` setting)."""
-    return RetrainTriggerOperator(task_id=task_id, cooldown_hours=cooldown_hours, **kwargs)
+def retrain_trigger(
+    *,
+    task_id: str = "check_trigger",
+    cooldown_hours: float | None = None,
+    training_params: Sequence[str] = (),
+    **kwargs: Any,
+):
+    """The trigger check task (default cooldown: the `retrain_cooldown_hours` setting).
+
+    :param training_params: the DAG Params that make up the training recipe (base model and
+        hyperparameters): their hash decides, with the dataset hash, whether the champion already learnt
+        this run's data."""
+    return RetrainTriggerOperator(
+        task_id=task_id, cooldown_hours=cooldown_hours, training_params=training_params, **kwargs
+    )

@@ -75,7 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--name", help="registered model name (default: setting registered_model_name)")
     r.add_argument("--manifest", help="preprocessing manifest.json (default: <processed>/manifest.json; absence tolerated)")
     r.add_argument("--training-config", help="training config file, logged with the run")
-    r.add_argument("--dataset-hash", help="fine-tuning dataset hash")
+    r.add_argument("--dataset-hash", help="fine-tuning dataset hash (default: the dataset version's, else the training files' sha256)")
+    r.add_argument("--training-params-sha256", help="hash of the training parameters (the fine-tune DAG's trigger check computes it)")
     r.add_argument("--gate-report", help="gate report JSON: its decision and file are recorded")
     r.add_argument("--dag-id", help="Airflow dag_id")
     r.add_argument("--airflow-run-id", help="Airflow run_id")
@@ -231,6 +232,7 @@ def _register(args: argparse.Namespace) -> int:
     from llmops.exceptions import ConfigError
     from llmops.registry import Lineage, read_manifest, register
     from llmops.settings import load_settings
+    from llmops.training.inputs import dataset_version
 
     s = load_settings()
     ts = _training_summary(args.training_summary)
@@ -242,12 +244,16 @@ def _register(args: argparse.Namespace) -> int:
         raise ConfigError("--adapter is required (or --training-summary with adapter_dir)")
     manifest = read_manifest(args.manifest or storage.join(s.processed, "manifest.json"))
     config = args.training_config or ts.get("config")
+    version = dataset_version(ts["dataset"]) if ts.get("dataset") else None
     lineage = Lineage(
         corpus_snapshot_id=manifest.get("snapshot_id"),
         embedding_model=manifest.get("embedding_model"),
         chunking=manifest.get("chunking"),
         dataset=ts.get("dataset"),
-        dataset_hash=args.dataset_hash or ts.get("dataset_hash"),
+        dataset_hash=args.dataset_hash or (version or {}).get("dataset_hash") or ts.get("dataset_hash"),
+        dataset_version=version,
+        training_data_sha256=ts.get("dataset_hash"),
+        training_params_sha256=args.training_params_sha256,
         base_model=args.base_model or ts.get("base_model"),
         training_config=config,
         training_config_sha256=_sha(config),

@@ -28,6 +28,7 @@ from typing import Any
 
 from llmops import storage
 from llmops.exceptions import EvaluationError, InputDataError
+from llmops.training.inputs import latest_dataset
 
 DOMAIN_TASKS = ("corpus_mc", "corpus_qa")
 """The project's own tasks: what `llmops evaluate` runs when no `--tasks` are given."""
@@ -43,15 +44,6 @@ DATA_DIR_KEY = "llmops_data_dir"
 
 REQUIRED = ("item_id", "prompt", "answer", "choices", "label", "slice")
 """Columns an evaluation row must have."""
-
-
-def latest_dataset(dataset_root: str) -> dict[str, Any] | None:
-    """`<dataset_root>/latest.json` (`dataset_hash`, `dataset_uri`: the build's commit point), or None."""
-    try:
-        latest = json.loads(storage.read_text(storage.join(dataset_root, "latest.json")))
-    except (FileNotFoundError, ValueError):
-        return None
-    return latest if isinstance(latest, dict) and latest.get("dataset_uri") else None
 
 
 def latest_dataset_uri(dataset_root: str) -> str | None:

@@ -120,13 +120,58 @@ def latest_corpus_manifest(processed_uri: str) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def resolve_inputs(settings, base_model: str | None = None, dataset: str | None = None) -> dict[str, Any]:
-    """What a fine-tuning run will read, checked: base model, dataset, and the corpus snapshot the
-    pipeline last indexed (for lineage). Cheap: the fine-tune DAG runs it before requesting a GPU."""
+LATEST = "latest"
+"""The `dataset` value meaning "the dataset version that triggered the run, else the newest one"."""
+
+
+def latest_dataset(dataset_root: str) -> dict[str, Any] | None:
+    """`<dataset_root>/latest.json` (`dataset_hash`, `dataset_uri`: the dataset build's commit point), or None."""
+    try:
+        latest = json.loads(storage.read_text(storage.join(dataset_root, "latest.json")))
+    except (FileNotFoundError, ValueError):
+        return None
+    return latest if isinstance(latest, dict) and latest.get("dataset_uri") else None
+
+
+def dataset_version(dataset_uri: str) -> dict[str, Any] | None:
+    """A dataset version's manifest (`<dataset_uri>/dataset.json`: hash, snapshot id, generator and its
+    config, parent, counts), or None when the dataset is not a version folder (a plain rows file)."""
+    if storage.scheme(dataset_uri) in ("", "file") and not storage.local_path(dataset_uri).is_dir():
+        return None
+    try:
+        manifest = json.loads(storage.read_text(storage.join(dataset_uri, "dataset.json")))
+    except (FileNotFoundError, ValueError, NotADirectoryError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def choose_dataset(settings, dataset: str | None, triggered_uri: str | None = None) -> str:
+    """The dataset a run trains on: an explicit URI as given; `latest` (or nothing): the version named by
+    the triggering `llmops_dataset` event, else `<dataset_root>/latest.json`, else the `dataset_uri`
+    setting's rows (the sample file when nothing was built)."""
+    if dataset and dataset != LATEST:
+        return dataset
+    if triggered_uri:
+        return triggered_uri
+    latest = latest_dataset(settings.dataset_root)
+    return str(latest["dataset_uri"]) if latest else settings.dataset
+
+
+def resolve_inputs(
+    settings, base_model: str | None = None, dataset: str | None = None, triggered_dataset: str | None = None
+) -> dict[str, Any]:
+    """What a fine-tuning run will read, checked: base model, dataset (and its version manifest), and the
+    corpus snapshot the pipeline last indexed (for lineage). Cheap: the fine-tune DAG runs it before
+    requesting a GPU."""
     base_model = base_model or settings.base_model_uri
-    dataset = dataset or settings.dataset
+    dataset = choose_dataset(settings, dataset, triggered_dataset)
     out = check_inputs(base_model, dataset)
     manifest = latest_corpus_manifest(settings.processed)
     out["corpus_manifest"] = storage.join(settings.processed, "manifest.json") if manifest else None
     out["corpus_snapshot_id"] = manifest.get("snapshot_id") if manifest else None
+    version = dataset_version(dataset)
+    out["dataset_hash"] = version.get("dataset_hash") if version else None
+    out["dataset_snapshot_id"] = version.get("snapshot_id") if version else None
+    # The evaluation split of a dataset version; a plain rows file has none (evaluate then needs --dataset).
+    out["eval_dataset"] = dataset if version else ""
     return out

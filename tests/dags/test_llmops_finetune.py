@@ -1,6 +1,7 @@
 """The lifecycle DAG: Params with bounds, a run-keyed checkpoint location, and real dag.test() runs in
-local mode (tiny model, a few steps): first through promotion and deployment, then a rejection that
-skips deployment."""
+local mode (tiny model, a few steps, a dataset version built from the sample corpus): first through
+promotion and deployment; then the same dataset again, skipped as "no new data"; then, forced, a rejection
+that skips deployment."""
 
 from __future__ import annotations
 
@@ -20,13 +21,16 @@ LIFECYCLE = [
 
 @pytest.fixture(scope="module")
 def tiny_inputs(data_root):
-    from llmops.sample_data import write_sample_data
+    from llmops.dataset.build import build_dataset
+    from llmops.dataset.generators import make_generator
     from llmops.training.base_model import build_base_model
+    from tests.llmops.dataset.conftest import write_corpus, write_processed
 
     # Under the data root: the local deployment config serves weights from a PVC mirroring it.
     root = Path(data_root) / "finetune-dag-test"
-    write_sample_data(root / "sample")
-    return build_base_model(root / "tiny-llama", pretrain_steps=0), root / "sample" / "finetune.jsonl"
+    processed = write_processed(write_corpus(root / "corpus"), root / "processed")
+    summary = build_dataset(processed, str(root / "datasets"), make_generator("extractive"))
+    return build_base_model(root / "tiny-llama", pretrain_steps=0), summary["dataset_uri"]
 
 
 def test_params_and_wiring(dagbag):
@@ -57,7 +61,7 @@ def test_lifecycle_promotes_then_a_no_better_candidate_skips_deployment(run_dag,
     lenient = tmp_path / "floors-only.yaml"
     lenient.write_text(
         "confidence: 0.95\nallow_equal: true\nmetrics:\n"
-        "  - {task: larkspur_mc, metric: acc, floor: 0.0, max_regression: 0.0}\n"
+        "  - {task: corpus_mc, metric: acc, floor: 0.0, max_regression: 0.0}\n"
     )
     conf = {"base_model": str(model), "dataset": str(dataset), "max_steps": 3, "batch_size": 4, "lora_r": 4,
             "target_modules": ["q_proj", "v_proj"], "eval_limit": 12, "gate_policy": str(lenient)}
@@ -68,7 +72,7 @@ def test_lifecycle_promotes_then_a_no_better_candidate_skips_deployment(run_dag,
     assert states == {**dict.fromkeys(LIFECYCLE, "success"), "evaluate_champion": "skipped"}, states
     ti = {t.task_id: t for t in dr.get_task_instances()}
     summary = ti["train"].xcom_pull(task_ids="train")
-    assert summary["steps"] == 3 and summary["base_model"] == str(model)
+    assert summary["steps"] == 3 and summary["base_model"] == str(model) and summary["dataset"] == dataset
     out = Path(data_root) / "runs" / "llmops_finetune" / run_key(dr.run_id) / "train"
     assert summary["adapter_dir"] == str(out / "adapter")
     assert json.loads((out / "adapter" / "adapter_config.json").read_text())["r"] == 4
@@ -80,10 +84,24 @@ def test_lifecycle_promotes_then_a_no_better_candidate_skips_deployment(run_dag,
     assert ti["smoke_test"].xcom_pull(task_ids="smoke_test")["generate_s"] > 0
     registered = ti["register"].xcom_pull(task_ids="register")
     assert registered["version"] == promoted["version"]
+    evaluated = json.loads((Path(data_root) / "runs" / "llmops_finetune" / run_key(dr.run_id) / "eval" / "candidate"
+                            / "results.json").read_text())
+    assert evaluated["dataset"] == dataset and set(evaluated["tasks"]["corpus_mc"]["slices"]) == {"new", "retained"}
 
-    # Second run, strict policy (a significant gain is required): the same recipe is not better than
-    # the champion, so the gate rejects and nothing is promoted or deployed.
-    strict = {**conf, "gate_policy": "examples/local/gate.yaml"}
+    # Second run, same dataset and recipe: nothing to learn, so it is skipped and recorded in the ledger.
+    dr = run_dag("llmops_finetune", conf=conf)
+    states = task_states(dr)
+    assert states["check_trigger"] == "success" and set(states.values()) - {"success"} == {"skipped"}, states
+    assert all(states[t] == "skipped" for t in LIFECYCLE[1:]), states
+    decided = next(t for t in dr.get_task_instances() if t.task_id == "check_trigger").xcom_pull(task_ids="check_trigger")
+    assert decided["decision"] == "skipped"
+    assert decided["reason"].startswith(f"no new data since v{promoted['version']}")
+    ledger = [json.loads(x) for x in (Path(data_root) / "state" / "triggers.jsonl").read_text().splitlines()]
+    assert ledger[-1]["run_id"] == dr.run_id and ledger[-1]["decision"] == "skipped"
+
+    # Third run, forced, strict policy (a significant gain on `new` is required): the same recipe is not
+    # better than the champion, so the gate rejects and nothing is promoted or deployed.
+    strict = {**conf, "gate_policy": "examples/local/gate.yaml", "force": True}
     dr = run_dag("llmops_finetune", conf=strict)
     states = task_states(dr)
     assert states["evaluate_champion"] == "success" and states["register"] == "success", states

@@ -123,3 +123,58 @@ def test_triggers_command_shows_the_ledger(tmp_path, capsys):
     assert main(["triggers", "--ledger", ledger.uri, "--last", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [(r["run_id"], r["decision"]) for r in out["records"]] == [("r2", "skipped")]
+
+
+# --- retrain only when there is something to learn -------------------------------------------------------
+
+from llmops.triggers import TAG_DATASET_HASH, TAG_TRAINING_PARAMS, nothing_new, training_params_sha256  # noqa: E402
+
+PARAMS = training_params_sha256({"base_model": "/m", "lora_r": 8})
+CHAMPION = {"version": "2", "tags": {TAG_DATASET_HASH: "ds-a", TAG_TRAINING_PARAMS: PARAMS}}
+
+
+def test_training_params_hash_is_stable_and_sensitive():
+    assert training_params_sha256({"lora_r": 8, "base_model": "/m"}) == PARAMS
+    assert training_params_sha256({"base_model": "/m", "lora_r": 16}) != PARAMS
+
+
+def test_nothing_new_only_for_the_champions_dataset_and_recipe():
+    corpus = Trigger("corpus", T0)
+    assert nothing_new(corpus, "ds-a", PARAMS, CHAMPION).startswith("no new data since v2: ")
+    assert nothing_new(_drift(T0), "ds-a", PARAMS, CHAMPION).startswith("drift trigger: no new data since v2")
+    assert nothing_new(corpus, "ds-b", PARAMS, CHAMPION) is None  # a new dataset version
+    assert nothing_new(corpus, "ds-a", "other", CHAMPION) is None  # another recipe
+    assert nothing_new(corpus, "ds-a", PARAMS, None) is None  # no champion yet
+    assert nothing_new(corpus, None, PARAMS, CHAMPION) is None  # not a dataset version: cannot tell
+
+
+def test_no_new_data_is_skipped_and_recorded_unless_forced(tmp_path):
+    ledger = TriggerLedger(str(tmp_path / "triggers.jsonl"))
+
+    def decide(run_id, trigger, **kw):
+        return evaluate_trigger(ledger, dag_id="llmops_finetune", run_id=run_id, trigger=trigger, cooldown_hours=24,
+                                dataset_hash="ds-a", params_sha256=PARAMS, champion=CHAMPION, **kw)
+
+    skipped = decide("d1", _drift(T0))
+    assert (skipped.decision, skipped.dataset_hash) == ("skipped", "ds-a")
+    assert skipped.reason.startswith("drift trigger: no new data since v2")
+    # A skip for no new data is not a retrain that went ahead: it does not start the drift cooldown.
+    assert decide("d2", _drift(T0 + timedelta(hours=1))).reason.startswith("drift trigger: no new data")
+    assert decide("m1", Trigger("manual", T0), force=True).decision == "run"
+    rows = [json.loads(x) for x in (tmp_path / "triggers.jsonl").read_text().splitlines()]
+    assert [(r["run_id"], r["decision"], r["dataset_hash"]) for r in rows] == [
+        ("d1", "skipped", "ds-a"), ("d2", "skipped", "ds-a"), ("m1", "run", "ds-a")
+    ]
+
+
+def test_a_dataset_event_stands_for_the_trigger_behind_the_build():
+    drift_built = TriggerEvent(T0, {"trigger": "drift", "dataset_hash": "ds-b", "dataset_uri": "/d/versions/ds-b",
+                                    "report_uri": "/r/1.html", "p_value": 0.001, "steered_by": "drift-1"})
+    t = classify_trigger(run_time=T0, run_type="asset_triggered", dataset_events=[drift_built])
+    assert (t.kind, t.report_uri, t.p_values, t.dataset_hash, t.steered_by) == (
+        "drift", "/r/1.html", {"p_value": 0.001}, "ds-b", "drift-1"
+    )
+    corpus_built = TriggerEvent(T0 + timedelta(minutes=1), {"trigger": "corpus", "dataset_hash": "ds-c", "snapshot_id": "s-9"})
+    t = classify_trigger(run_time=T0, run_type="asset_triggered", dataset_events=[drift_built, corpus_built])
+    assert (t.kind, t.snapshot_id, t.dataset_hash) == ("corpus", "s-9", "ds-c")
+    assert "via dataset ds-c" in t.note

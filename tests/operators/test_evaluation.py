@@ -24,7 +24,7 @@ def _build(dag_id: str, **kwargs):
 
 def test_wiring_trigger_rules_and_arguments():
     dag, t = _build("llmops_test_gate_wiring", eval_root="/data/eval/{{ run_id }}", policy="gate.yaml", limit=20,
-                    training_config="train.yaml")
+                    training_config="train.yaml", dataset="{{ ds_uri }}", training_params_sha256="{{ sha }}")
     assert set(t) == {"evaluate_candidate", "evaluate_champion", "gate", "register", "promote"}
     assert all(isinstance(op, LocalStepOperator) for op in t.values())
     assert t["gate"].upstream_task_ids == {"evaluate_candidate", "evaluate_champion"}
@@ -41,6 +41,11 @@ def test_wiring_trigger_rules_and_arguments():
     assert cand[cand.index("--limit"):cand.index("--limit") + 2] == ["--limit", "20"]
     champ = t["evaluate_champion"].arguments
     assert champ[1] == "models:/llmops-assistant@champion" and "--skip-if-missing" in champ
+    # Both models are evaluated on the candidate's dataset (the same items, paired by id).
+    for args in (cand, champ):
+        assert args[args.index("--dataset") + 1] == "{{ ds_uri }}"
+    reg = t["register"].arguments
+    assert reg[reg.index("--training-params-sha256") + 1] == "{{ sha }}"
     assert "/data/eval/{{ run_id }}/gate.json" in t["register"].arguments
     assert "train.yaml" in t["register"].arguments
     _, only_passed = _build("llmops_test_gate_wiring2", eval_root="/e", policy="p.yaml", register_rejected=False)
@@ -87,10 +92,13 @@ def test_first_run_without_champion_registers_and_promotes(
     mlflow.set_tracking_uri(mlflow_settings.mlflow_uri)
     with mlflow.start_run(experiment_id=ensure_experiment(mlflow_settings), run_name="train") as run:
         mlflow.log_param("lr", 0.001)
+    from tests.llmops.evaluation.conftest import eval_rows, write_dataset
+
+    dataset = write_dataset(tmp_path / "datasets", eval_rows(2, 1), dataset_hash="ds1")
     summary = {"mlflow_run_id": run.info.run_id, "adapter_dir": str(tiny_adapter), "base_model": str(tiny_base),
-               "dataset_hash": "h1"}
+               "dataset_hash": "h1", "dataset": dataset}
     policy = tmp_path / "policy.yaml"
-    policy.write_text("metrics:\n  - {task: larkspur_mc, metric: acc}\n")  # no floor: a first model passes
+    policy.write_text("metrics:\n  - {task: corpus_mc, metric: acc}\n")  # no floor: a first model passes
     settings = mlflow_settings.with_overrides(registered_model_name="flow-model")
 
     with DAG("llmops_test_gate_flow", schedule=None, start_date=START) as dag:
@@ -99,7 +107,7 @@ def test_first_run_without_champion_registers_and_promotes(
             return summary
 
         t = gate_tasks(eval_root=str(tmp_path / "eval" / "{{ run_id }}"), policy=str(policy), limit=2,
-                       tasks="larkspur_mc", settings=settings)
+                       tasks="corpus_mc", dataset=dataset, training_params_sha256="p1", settings=settings)
         train() >> [t["evaluate_candidate"], t["evaluate_champion"]]
 
     dr = _run_in_db(dag)
@@ -116,5 +124,10 @@ def test_first_run_without_champion_registers_and_promotes(
     assert champion.tags["llmops.training_run_id"] == run.info.run_id
     assert champion.tags["llmops.airflow.dag_id"] == "llmops_test_gate_flow"
     assert champion.tags["llmops.airflow.run_id"] == dr.run_id
+    # Lineage: the dataset version (hash, snapshot), the training files' sha256 and the training parameters.
+    assert champion.tags["llmops.dataset_hash"] == "ds1"
+    assert champion.tags["llmops.dataset.snapshot_id"] == "snap-1"
+    assert champion.tags["llmops.training_data_sha256"] == "h1"
+    assert champion.tags["llmops.training_params_sha256"] == "p1"
     report = json.loads(next((tmp_path / "eval").glob("*/gate.json")).read_text())
     assert report["baseline"] is None and report["passed"] is True

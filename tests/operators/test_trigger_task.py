@@ -129,3 +129,84 @@ def test_asset_events_decide_the_trigger_without_a_scheduler(tmp_path):
 
     summary, _ = run("a3", [_event(CORPUS, 130, {"snapshot_id": "s-7"}), _event(RETRAIN, 125, {"p_value": 0.01})])
     assert (summary["trigger"], summary["decision"], summary["snapshot_id"]) == ("corpus", "run", "s-7")
+
+
+def test_a_dataset_the_champion_already_learnt_skips_the_run(tmp_path, monkeypatch):
+    """A dataset event whose version the champion was trained on (same training Params): skipped and
+    recorded as "no new data since vN"; a new version runs. The registry is the boundary replaced here."""
+    from types import SimpleNamespace
+
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+    from airflow.sdk.exceptions import DownstreamTasksSkipped
+    from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
+
+    from llmops.triggers import TAG_DATASET_HASH, TAG_TRAINING_PARAMS, training_params_sha256
+    from llmops_operators import triggers as trigger_ops
+    from llmops_operators.assets import DATASET
+    from tests.llmops.evaluation.conftest import eval_rows, write_dataset
+
+    root = tmp_path / "datasets"
+    old = write_dataset(root, eval_rows(2, 0), dataset_hash="ds-1")
+    new = write_dataset(root, eval_rows(2, 1), dataset_hash="ds-2")
+    params = {"base_model": "/m", "lora_r": 8, "dataset": "latest"}
+    recipe = training_params_sha256({"base_model": "/m", "lora_r": 8})
+    champion = {"version": "3", "tags": {TAG_DATASET_HASH: "ds-1", TAG_TRAINING_PARAMS: recipe}}
+    monkeypatch.setattr(trigger_ops, "champion_lineage", lambda settings: champion)
+    settings = load_settings(state_uri=str(tmp_path / "state"), processed_uri=str(tmp_path / "none"),
+                             dataset_root_uri=str(root))
+    with DAG(dag_id="t2", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
+        check = trigger_ops.retrain_trigger(settings=settings, training_params=("base_model", "lora_r"))
+        check >> EmptyOperator(task_id="train")
+
+    def run(run_id, extra):
+        context = {
+            "dag_run": SimpleNamespace(dag_id="llmops_finetune", run_id=run_id, run_type="asset_triggered", conf={},
+                                       run_after=pendulum.datetime(2026, 11, 23, 12, tz="UTC")),
+            "triggering_asset_events": TriggeringAssetEventsAccessor.build([_event(DATASET, 0, extra)]),
+            "ti": _TI(),
+            "task": check,
+            "params": params,
+        }
+        return check.execute(context), context["ti"]
+
+    drift = {"trigger": "drift", "report_uri": "/r/9.html", "p_value": 0.001}
+    with pytest.raises(DownstreamTasksSkipped):
+        run("d1", {**drift, "dataset_hash": "ds-1", "dataset_uri": old})
+    rows = [json.loads(x) for x in (tmp_path / "state" / "triggers.jsonl").read_text().splitlines()]
+    assert (rows[-1]["trigger"], rows[-1]["decision"], rows[-1]["dataset_hash"]) == ("drift", "skipped", "ds-1")
+    assert rows[-1]["reason"].startswith("drift trigger: no new data since v3")
+
+    summary, _ = run("c1", {"trigger": "corpus", "snapshot_id": "s-2", "dataset_hash": "ds-2", "dataset_uri": new})
+    assert (summary["trigger"], summary["decision"], summary["dataset_uri"]) == ("corpus", "run", new)
+    assert summary["dataset_hash"] == "ds-2" and summary["champion_version"] == "3"
+    assert summary["training_params_sha256"] == recipe
+
+
+def test_dataset_dag_inputs_and_event():
+    """The dataset DAG's adapters: the trigger kind and steer file from the events, the summary as extra."""
+    from datetime import UTC, datetime
+
+    from llmops.triggers import TriggerEvent
+    from llmops_operators.dataset import DatasetEventOperator, build_inputs
+
+    drift = [TriggerEvent(datetime(2026, 11, 23, tzinfo=UTC), {"report_uri": "/r.html", "p_value": 0.001,
+                                                                "steer_uri": "/reports/1/steer.json"})]
+    assert build_inputs([], drift) == {"trigger": "drift", "steer": "/reports/1/steer.json",
+                                       "drift": {"report_uri": "/r.html", "p_value": 0.001}}
+    assert build_inputs([], drift, "/mine.json")["steer"] == "/mine.json"
+    assert build_inputs([TriggerEvent(datetime(2026, 11, 23, tzinfo=UTC), {})], drift)["trigger"] == "corpus"
+    assert build_inputs([], []) == {"trigger": "manual", "steer": ""}
+
+    from types import SimpleNamespace
+
+    outlet_events = {"ds": SimpleNamespace(extra=None)}
+    op = DatasetEventOperator(task_id="publish", summary={"dataset_hash": "h", "dataset_uri": "/d", "rows_eval": 3,
+                                                           "documents": {"a": 1}},
+                              inputs={"trigger": "drift", "drift": {"report_uri": "/r.html"}})
+    op.outlets = ["ds"]
+    extra = op.execute({"outlet_events": outlet_events})
+    assert extra == {"dataset_hash": "h", "dataset_uri": "/d", "rows_eval": 3, "trigger": "drift", "report_uri": "/r.html"}
+    assert outlet_events["ds"].extra == extra
+    with pytest.raises(ValueError, match="dataset build summary is missing"):
+        DatasetEventOperator(task_id="p2", summary=None, inputs={}).execute({"outlet_events": {}})
