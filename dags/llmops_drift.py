@@ -1,21 +1,25 @@
 """
-### Drift monitor: is recent inference traffic still like the training data?
+### Drift monitor: is recent inference traffic still covered by the training data?
 
 Every hour (the `drift_schedule` setting) `detect_drift` runs `llmops drift`: it reads the traffic of the
 last `window_hours` (JSONL/Parquet request logs under the `traffic_uri` setting: one JSON object per
 request with at least `prompt`, optionally `timestamp`, `completion`, `model`), embeds the prompts with
-the corpus's embedding model, and compares them with the reference sample (the fine-tuning data, or a
-preprocessing output's snapshot) with two permutation tests: MMD with an RBF kernel and a
-cross-validated ridge domain classifier. Their p-values are combined (Westfall-Young min-P over the same
-permutations), so the false-alarm rate of the verdict is `alpha`. Fewer than `min_samples` texts on
-either side gives "not enough data" instead of a verdict.
+the corpus's embedding model, and asks whether a significant share of it is **uncovered**: farther from
+every reference sample than the reference's own documents are from each other (leave-one-document-out
+nearest-neighbour distances). The p-value comes from random splits of the reference's documents, so
+traffic about a subset of the training topics is not drift; the excess uncovered share must also reach
+`min_effect`. MMD and a domain classifier are reported as descriptive signals. Fewer than `min_samples`
+texts on either side gives "not enough data" instead of a verdict.
 
-The report (`report.json`, `report.html` with a PCA projection and the score history) lands under the
-`drift_reports_uri` setting and in MLflow; the task's XCom carries `report_uri` and `mlflow_run_id`.
+The report (`report.json`, `report.html` with the uncovered traffic grouped, each group's nearest corpus
+chunks, a PCA projection and the score history) lands under the `drift_reports_uri` setting and in
+MLflow; the task's XCom carries `report_uri`, `mlflow_run_id` and, on drift, `steer_uri`: a
+`steer.json` beside the report naming the chunks the next dataset build should generate for first.
 
-When drift is found, `emit_retrain` emits the **`llmops_retrain`** asset event with the report URI and
-the p-values in its `extra`; otherwise it is skipped and no event is emitted. The fine-tune DAG is
-scheduled on that asset and applies the retrain cooldown (`retrain_cooldown_hours`).
+When drift is found, `emit_retrain` emits the **`llmops_retrain`** asset event with the report URI, the
+effect size, the p-values, `drift_event` and `steer_uri` in its `extra`; otherwise it is skipped and no
+event is emitted. The dataset and fine-tune DAGs are scheduled on that asset and apply the retrain
+cooldown (`retrain_cooldown_hours`).
 """
 
 from __future__ import annotations
@@ -85,11 +89,20 @@ with DAG(
             minimum=10,
             maximum=50000,
         ),
+        "min_effect": Param(
+            settings.drift_min_effect,
+            type="number",
+            title="Effect-size floor",
+            description="Drift also needs the uncovered share of the traffic to exceed the reference's own "
+            "by at least this much (0.05 = 5 points).",
+            minimum=0,
+            maximum=1,
+        ),
         "permutations": Param(
             500,
             type="integer",
             title="Permutations",
-            description="Permutations for the p-values; the smallest p-value is 1/(permutations+1).",
+            description="Permutations of the descriptive MMD/classifier tests.",
             minimum=19,
             maximum=20000,
         ),
@@ -107,6 +120,7 @@ with DAG(
             "--alpha", "{{ params.alpha }}",
             "--min-samples", "{{ params.min_samples }}",
             "--max-samples", "{{ params.max_samples }}",
+            "--min-effect", "{{ params.min_effect }}",
             "--permutations", "{{ params.permutations }}",
             "{{ '--mlflow' if params.log_mlflow else '--no-mlflow' }}",
             # The verdict travels in the summary; exit codes 3/4 would fail the task here.

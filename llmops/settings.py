@@ -266,6 +266,25 @@ class Settings(BaseModel):
     """Folder of drift reports, one sub-folder per check (each HTML report plots the history of this
     folder). Default: `<data_root>/drift/reports`."""
 
+    drift_min_effect: float = Field(default=0.05, ge=0, le=1)
+    """Effect-size floor of the drift verdict: the uncovered share of the traffic must exceed the share the
+    reference's own documents show by at least this much (0.05 = 5 points); below it a significant
+    p-value alone is not drift."""
+
+    drift_coverage_quantile: float = Field(default=0.9, ge=0.5, lt=1)
+    """Quantile of the reference's leave-one-document-out nearest-neighbour distances that defines
+    "covered"; about 1 - this share of the reference itself lies beyond it."""
+
+    drift_max_groups: int = Field(default=5, ge=1, le=50)
+    """Groups of uncovered traffic named in a drift report (largest first)."""
+
+    drift_chunks_per_group: int = Field(default=5, ge=1, le=100)
+    """Nearest corpus chunks looked up in the index for each uncovered group (the steer file's input)."""
+
+    drift_index_uri: str | None = None
+    """Preprocessing output whose vector store gives the uncovered groups their nearest chunks. Default:
+    the reference when it is a preprocessing output, else the `processed_uri` location."""
+
     # --- evaluation gate and registry -------------------------------------------------------------
     mlflow_ui_url: str = "http://127.0.0.1:5000"
     """Address of the MLflow UI as a browser reaches it; the Airflow plugin's "MLflow run" and

@@ -13,8 +13,9 @@ from llmops_operators.assets import RETRAIN
 
 @task(task_id="emit_retrain", outlets=[RETRAIN], multiple_outputs=False)
 def emit_retrain(summary: dict[str, Any] | None, *, outlet_events=None) -> dict[str, Any]:
-    """Emit RETRAIN with the report URI and p-values when the drift step found drift; skip otherwise (a
-    skipped task emits no asset event, so the fine-tune DAG is not scheduled)."""
+    """Emit RETRAIN with the report URI, effect size, p-values, `drift_event` and `steer_uri` (the steer
+    file the dataset build reads) when the drift step found drift; skip otherwise (a skipped task emits no
+    asset event, so the dataset and fine-tune DAGs are not scheduled)."""
     extra = retrain_event_extra(summary)
     if extra is None:
         status = (summary or {}).get("status", "no summary")

@@ -43,7 +43,7 @@ def test_dag_shape(dagbag):
     assert dag.max_active_runs == 1
     emit = dag.get_task("emit_retrain")
     assert [o.name for o in emit.outlets] == ["llmops_retrain"]
-    for name in ("traffic_uri", "reference_uri", "window_hours", "alpha", "min_samples"):
+    for name in ("traffic_uri", "reference_uri", "window_hours", "alpha", "min_samples", "min_effect"):
         assert name in dag.params
 
 
@@ -65,7 +65,8 @@ def test_drift_emits_retrain_and_no_drift_emits_nothing(run_dag, sample_dir, tmp
     name, extra = events[0]
     assert name == "llmops_retrain"
     assert extra["p_value"] <= 0.05
-    assert set(extra) >= {"report_uri", "p_value_mmd", "p_value_classifier"}
+    assert set(extra) >= {"report_uri", "p_value_mmd", "p_value_classifier", "steer_uri", "drift_event", "excess"}
+    assert extra["excess"] >= 0.05
     report = json.loads(Path(extra["report_json_uri"]).read_text())
     assert report["drift"] is True
     assert report["until"], "the DAG passes the run's time as the window end"

@@ -61,6 +61,35 @@ def test_bad_settings_are_named(tmp_path, capsys):
     assert "permutations" in capsys.readouterr().err
 
 
+def _index(out: Path) -> Path:
+    """A small preprocessing output (manifest + Milvus Lite collection, the real embedding model): two
+    cooking chunks and two Larkspur chunks."""
+    import numpy as np
+
+    from llmops.embedding import embed
+    from llmops.rag.vector_store import VectorStore
+
+    texts = {
+        "cook-1": "Roast vegetables such as carrots and parsnips in a hot oven until golden, turning them once.",
+        "cook-2": "Bake bread, pies and focaccia; swap butter, eggs or cream for what the recipe needs.",
+        "lark-1": "The Larkspur Beacon service listens on a configurable port and reports its health.",
+        "lark-2": "Larkspur components are configured with a YAML file; restart the relay after changes.",
+    }
+    vectors = embed(list(texts.values()), "all-MiniLM-L6-v2")
+    out.mkdir(parents=True)
+    store = str(out / "milvus.db")
+    with VectorStore(store, "chunks") as vs:
+        vs.ensure(vectors.shape[1])
+        vs.upsert({"chunk_id": cid, "embedding": np.asarray(v), "source": f"{cid[:4]}.md", "doc_hash": "h",
+                   "heading_path": "", "chunk_index": 0, "char_start": 0, "char_end": len(t), "text": t}
+                  for (cid, t), v in zip(texts.items(), vectors, strict=True))
+    (out / "manifest.json").write_text(json.dumps({
+        "schema_version": 1, "snapshot_id": "s1", "embedding_model": "all-MiniLM-L6-v2",
+        "vector_store": {"uri": store, "collection": "chunks"},
+    }))
+    return out
+
+
 @pytest.mark.slow
 def test_in_domain_is_calm_out_of_domain_is_drift(sample_dir, tmp_path, data_root):
     reference = str(sample_dir / "finetune.jsonl")
@@ -73,17 +102,30 @@ def test_in_domain_is_calm_out_of_domain_is_drift(sample_dir, tmp_path, data_roo
     assert code == 0, calm
     assert calm["drift"] is False and calm["p_value"] > 0.05
     assert (calm["n_reference"], calm["n_current"]) == (480, 80)
+    # The demo's in-domain traffic replays the fine-tuning questions: all of it is covered.
+    assert calm["uncovered_share"] <= calm["expected_share"] and calm["steer_uri"] is None
 
+    index = _index(tmp_path / "index")
     code = main(["drift", *common, "--current", str(_traffic(tmp_path / "out", "out-of-domain", 80)),
-                 "--report", str(reports / "2-out"), "--until", END])
+                 "--report", str(reports / "2-out"), "--until", END, "--index", str(index)])
     rep = json.loads((reports / "2-out" / "report.json").read_text())
     assert code == 3, rep
-    assert rep["drift"] is True
+    assert rep["drift"] is True and rep["p_value"] <= 0.05
+    assert rep["uncovered_share"] > 0.9 and rep["excess"] >= rep["min_effect"]
+    # The descriptive distribution tests agree on a different domain.
     assert rep["p_value_mmd"] <= 0.05 and rep["p_value_classifier"] <= 0.05
     assert rep["signals"]["oov_rate"]["current_vs_reference"] > 0.3
+    # Uncovered cooking questions, grouped; every group's nearest chunk is a cooking chunk of the index.
+    assert rep["groups"] and sum(g["size"] for g in rep["groups"]) <= 80
+    assert all(g["nearest_chunks"][0]["chunk_id"].startswith("cook") for g in rep["groups"])
+    steer = json.loads((reports / "2-out" / "steer.json").read_text())
+    assert rep["steer_uri"] == str(reports / "2-out" / "steer.json")
+    assert steer["drift_event"] == rep["drift_event"] == "drift-20261123T120000Z"
+    assert steer["chunk_ids"][0].startswith("cook") and len(steer["chunk_ids"]) == len(set(steer["chunk_ids"]))
+    assert set(steer) == {"drift_event", "chunk_ids", "created"}
     html = (reports / "2-out" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2  # projection and history
-    assert "Drift detected" in html
+    assert "Drift detected" in html and "Uncovered traffic, grouped" in html
 
     from mlflow.tracking import MlflowClient
 
