@@ -1,15 +1,20 @@
 """`make demo`: the whole lifecycle on this machine, through the real Airflow scheduler.
 
-1. Builds the tiny base model and writes the sample corpus (the fictional product Larkspur) into the
-   landing folder, and its fine-tuning set beside it.
+1. Builds the tiny base model and lands release 1 of the sample corpus (the fictional product Larkspur).
 2. Starts Airflow in local mode (`airflow standalone`, SQLite under `.airflow/`) and triggers the landing
    sensor; from there the assets chain the DAGs: the sensor's `llmops_landing` event starts preprocessing
-   (Spark `local[*]`, Milvus Lite), its `llmops_corpus` event starts the fine-tune DAG (train, evaluate,
-   gate, register, promote, render and validate manifests, smoke test, deploy to the GitOps folder).
-3. Replays inference traffic into the traffic folder and triggers the drift DAG three times: in-domain
-   traffic (no drift, no retrain), out-of-domain traffic (drift: a `llmops_retrain` event, one retrain),
-   and out-of-domain again (drift, but the cooldown holds the second retrain back).
-4. Prints a summary table and where to look (Airflow and MLflow UIs).
+   (Spark `local[*]`, Milvus Lite), its `llmops_corpus` event the dataset DAG (items generated from the
+   chunks, split by item into train and eval), its `llmops_dataset` event the fine-tune DAG (train,
+   evaluate on the never-trained eval items, gate, register, promote, manifests, smoke test, deploy): v1.
+   The base model is evaluated on the same held-out items: how much v1 learnt, with its p-value.
+3. Lands release 2 (documents for new components): incremental index, incremental dataset (only the new
+   chunks generate items), retrain, and the gate: significantly better on the `new` slice (items from
+   the new documents), not significantly worse on `retained`: v2 becomes champion, with its manifests.
+4. Replays inference traffic and triggers the drift DAG three times: in-domain traffic (no drift, no
+   retrain); out-of-domain traffic (drift: a `llmops_retrain` event, the dataset DAG rebuilds, steered by
+   the drift report, and the fine-tune DAG skips "no new data since v2"); out-of-domain again (the
+   cooldown holds).
+5. Prints a summary table and where to look (Airflow and MLflow UIs).
 
 The demo owns the default data folder: it starts from a clean `.llmops/` (the model cache is kept) and a
 clean `.airflow/`. Its schedules are off (`none`) while it runs, so that only the runs it starts happen;
@@ -33,7 +38,14 @@ from llmops.airflow_local import PROJECT_ROOT, AirflowError, LocalAirflow, airfl
 from llmops.settings import Settings, load_settings
 from llmops.training.inputs import run_key
 
-DAGS = ["llmops_data_sensor", "llmops_preprocess", "llmops_finetune", "llmops_drift"]
+DAGS = ["llmops_data_sensor", "llmops_preprocess", "llmops_dataset", "llmops_finetune", "llmops_drift"]
+HELD_OUT_POLICY = """# v1 against the untrained base on the dataset's eval items (never trained on): the figure to report.
+bootstrap_iterations: 10000
+metrics:
+  - {task: corpus_mc, metric: acc}
+  - {task: corpus_qa, metric: exact_match}
+  - {task: corpus_qa, metric: rougeL}
+"""
 DEMO_ENV = {
     # Only the runs the demo starts: no cron runs in between (the asset-triggered ones still chain).
     "LLMOPS_LANDING_SCHEDULE": "none",
@@ -121,10 +133,9 @@ class Demo:
         base = self.llmops("base-model", "base-model", "build", "--out", self.settings.base_model_uri)
         self.step(f"tiny base model: {base.get('parameters', '?')} parameters, vocabulary {base.get('vocab_size')} "
                   f"-> {self.settings.base_model_uri}")
-        sample = self.llmops("sample-data", "sample-data", "--out", str(self.root / "sample"),
+        sample = self.llmops("sample-data", "sample-data", "--out", str(self.root / "sample"), "--release", "1",
                              "--landing", self.settings.landing)
-        self.step(f"sample data: {_count(sample, 'documents')} documents landed in {self.settings.landing}, "
-                  f"{_count(sample, 'finetune_rows')} fine-tuning rows")
+        self.step(f"sample data release 1: {_count(sample, 'documents')} documents landed in {self.settings.landing}")
 
     def start_airflow(self) -> None:
         self.step(f"starting Airflow (scheduler, dag-processor, triggerer, API server on port {self.port}); "
@@ -133,46 +144,105 @@ class Demo:
         self.airflow.wait_for_dags(DAGS)
         self.step("Airflow is up; DAGs parsed: " + ", ".join(DAGS))
 
-    def ingest_and_train(self) -> dict[str, Any]:
+    def land_and_index(self, release: int) -> dict[str, Any]:
+        """Trigger the sensor; wait for preprocessing and the dataset build its events start."""
+        before = {d: len(self.airflow.runs(d)) for d in ("llmops_data_sensor", "llmops_preprocess", "llmops_dataset")}
         sensor_id = self.airflow.trigger("llmops_data_sensor")
-        self.step(f"triggered llmops_data_sensor ({sensor_id}); the assets chain the rest")
+        self.step(f"release {release}: triggered llmops_data_sensor ({sensor_id}); the assets chain the rest")
         sensor = self.run_dag("llmops_data_sensor", run_id=sensor_id, timeout=300)
         if sensor["task_states"].get("detect_changes") != "success":
             raise DemoError(f"the sensor found no new documents: {sensor['task_states']}")
-        self.step("sensor: new documents -> llmops_landing event")
-
-        pre = self.run_dag("llmops_preprocess", timeout=900)
+        pre = self.run_dag("llmops_preprocess", after=before["llmops_preprocess"], timeout=900)
         summary = self.xcom("llmops_preprocess", pre, "preprocess") or {}
-        self.step(f"preprocess ({pre['run_type']}): {summary.get('chunks_total')} chunks of "
-                  f"{summary.get('documents_indexed')} documents -> llmops_corpus event")
-        self.row("index", f"{summary.get('chunks_total')} chunks from {summary.get('documents_indexed')} documents, "
-                          f"{summary.get('duplicates_removed')} duplicates removed; snapshot {summary.get('snapshot_id')}")
-        store = summary.get("vector_store") or {}
-        self.row("vector store", f"Milvus Lite {store.get('uri')}, collection {store.get('collection')}"
-                                 if isinstance(store, dict) else str(store))
-        self.search()
+        self.step(f"preprocess ({pre['run_type']}): {summary.get('documents_indexed')} documents indexed, "
+                  f"{summary.get('chunks_total')} chunks in the snapshot -> llmops_corpus event")
+        self.row(f"index (release {release})",
+                 f"{summary.get('chunks_total')} chunks; {summary.get('documents_indexed')} documents (re)indexed, "
+                 f"{summary.get('duplicates_removed')} duplicates removed; snapshot {summary.get('snapshot_id')}")
+        ds_run = self.run_dag("llmops_dataset", after=before["llmops_dataset"], timeout=600)
+        ds = self.xcom("llmops_dataset", ds_run, "build") or {}
+        self.step(f"dataset ({ds_run['run_type']}): {ds.get('dataset_hash')}, {ds.get('items_generated')} items "
+                  f"generated, {ds.get('items_reused')} reused -> llmops_dataset event")
+        self.row(f"dataset (release {release})", _dataset_row(ds))
+        return {"preprocess": summary, "dataset": ds}
 
-        self.step("fine-tune DAG started by the corpus event: train, evaluate, gate, register, promote, deploy")
-        first = self.run_dag("llmops_finetune", after=0, timeout=1500)
-        trigger = self.xcom("llmops_finetune", first, "check_trigger") or {}
-        train = self.xcom("llmops_finetune", first, "train") or {}
-        promote = self.xcom("llmops_finetune", first, "promote") or {}
-        rendered = self.xcom("llmops_finetune", first, "render_manifests") or {}
-        smoke = self.xcom("llmops_finetune", first, "smoke_test") or {}
-        deploy = self.xcom("llmops_finetune", first, "deploy") or {}
-        gate = self.gate_report(first)
-        self.step(f"fine-tune ({trigger.get('trigger')} trigger): gate {gate['decision']}, "
-                  f"version {promote.get('version')} is champion")
-        self.row("adapter", f"{train.get('adapter_dir')} ({train.get('steps')} steps, eval loss "
-                            f"{_num(train.get('eval_loss'))}, {_num(train.get('tokens_per_s'), 0)} tokens/s)")
-        self.row("gate (first run)", f"{gate['decision']}: {gate['headline']}")
-        self.row("model version", f"{promote.get('registered_model_name')} v{promote.get('version')}, "
-                                  f"alias {', '.join(promote.get('aliases') or ['champion'])}")
-        self.row("manifests", f"{rendered.get('manifests_uri')} ({len(rendered.get('files') or [])} files, validated; "
-                              f"live version {deploy.get('live')})")
-        self.row("smoke test", f"{_num(smoke.get('generate_s'), 3)} s to answer {smoke.get('prompt')!r}: "
-                               f"{str(smoke.get('answer') or '')[:60]!r}")
-        return {"first": first}
+    def finetune(self, label: str, after: int) -> dict[str, Any]:
+        """Wait for the fine-tune run started by the dataset event; record what it did."""
+        run = self.run_dag("llmops_finetune", after=after, timeout=1500)
+        trigger = self.xcom("llmops_finetune", run, "check_trigger") or {}
+        train = self.xcom("llmops_finetune", run, "train") or {}
+        promote = self.xcom("llmops_finetune", run, "promote") or {}
+        gate = self.gate_report(run)
+        self.step(f"fine-tune ({trigger.get('trigger')} trigger, dataset {trigger.get('dataset_hash')}): gate "
+                  f"{gate['decision']}" + (f", version {promote.get('version')} is champion" if promote else ""))
+        self.row(f"adapter {label}", f"{train.get('adapter_dir')} ({train.get('steps')} steps on "
+                                     f"{train.get('rows')} rows, eval loss {_num(train.get('eval_loss'))}, "
+                                     f"{_num(train.get('tokens_per_s'), 0)} tokens/s)")
+        self.row(f"gate {label}", f"{gate['decision']}: {gate['headline']}")
+        if promote:
+            rendered = self.xcom("llmops_finetune", run, "render_manifests") or {}
+            deploy = self.xcom("llmops_finetune", run, "deploy") or {}
+            self.row(f"model {label}", f"{promote.get('registered_model_name')} v{promote.get('version')}, alias "
+                                       f"{', '.join(promote.get('aliases') or ['champion'])}; manifests "
+                                       f"{rendered.get('manifests_uri')} ({len(rendered.get('files') or [])} files, "
+                                       f"validated; live version {deploy.get('live')})")
+        return {"run": run, "promote": promote, "gate": gate}
+
+    def release_1(self) -> dict[str, Any]:
+        built = self.land_and_index(1)
+        self.search()
+        first = self.finetune("v1", after=0)
+        if not first["promote"]:
+            raise DemoError(f"v1 was not promoted: {first['gate']}")
+        smoke = self.xcom("llmops_finetune", first["run"], "smoke_test") or {}
+        self.row("smoke test v1", f"{_num(smoke.get('generate_s'), 3)} s to answer {smoke.get('prompt')!r}: "
+                                  f"{str(smoke.get('answer') or '')[:60]!r}")
+        self.held_out(first["run"], built["dataset"])
+        return first
+
+    def held_out(self, run: dict, dataset: dict[str, Any]) -> None:
+        """The untrained base on v1's eval items (never trained on), gated against v1: how much v1 learnt."""
+        eval_root = Path(self.settings.runs, "llmops_finetune", run_key(run["dag_run_id"]), "eval")
+        base_eval = self.root / "demo" / "base-eval"
+        self.step("evaluating the untrained base model on the same held-out items (the figure v1 is measured by)")
+        self.llmops("base-eval", "evaluate", "--model", self.settings.base_model_uri, "--dataset",
+                    str(dataset.get("dataset_uri")), "--output", str(base_eval), "--no-mlflow")
+        policy = self.root / "demo" / "held-out-policy.yaml"
+        policy.write_text(HELD_OUT_POLICY)
+        report = self.root / "demo" / "v1-vs-base.json"
+        cmd = [sys.executable, "-m", "llmops", "gate", "--candidate", str(eval_root / "candidate"),
+               "--baseline", str(base_eval), "--policy", str(policy), "--report", str(report)]
+        with (self.logs / "v1-vs-base.log").open("w") as out:
+            subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+                           env=airflow_env(PROJECT_ROOT / ".airflow", self.port, DEMO_ENV))
+        if not report.exists():
+            raise DemoError(f"the held-out comparison wrote no report:\n{_tail(self.logs / 'v1-vs-base.log')}")
+        metrics = json.loads(report.read_text())["metrics"]
+        text = "; ".join(
+            f"{m['task']}/{m['metric']} {_num(m['candidate'], 3)} vs base {_num(m['champion'], 3)} "
+            f"(p {_p(m.get('p_value_holm'))}, n={m['n']})"
+            for m in metrics
+        )
+        self.step(f"v1 vs base on held-out items: {text}")
+        self.row("v1 vs base (held-out items)", text)
+
+    def release_2(self) -> dict[str, Any]:
+        runs_before = len(self.airflow.runs("llmops_finetune"))
+        self.llmops("sample-data-2", "sample-data", "--out", str(self.root / "sample"), "--release", "2",
+                    "--landing", self.settings.landing)
+        self.step("sample data release 2: documents for new components landed")
+        self.land_and_index(2)
+        second = self.finetune("v2", after=runs_before)
+        report = json.loads(Path(second["gate"]["path"]).read_text()) if second["gate"].get("path") else {}
+        slices = "; ".join(
+            f"{m['task']}[{m['slice']}]/{m['metric']} {_num(m['candidate'], 3)} vs v1 {_num(m['champion'], 3)}: "
+            f"{m['verdict']} (p {_p(m.get('p_value_holm'))}, n={m['n']})"
+            for m in report.get("metrics", []) if m.get("slice")
+        )
+        self.row("v2 vs v1 (new / retained)", slices or "no per-slice rules in the gate policy")
+        if not second["promote"]:
+            raise DemoError(f"v2 was not promoted: {second['gate']}")
+        return second
 
     def search(self) -> None:
         rows = [json.loads(line) for line in Path(self.root, "sample", "finetune.jsonl").read_text().splitlines()]
@@ -196,9 +266,10 @@ class Demo:
             return {"decision": "none", "headline": f"no gate report at {path}"}
         report = json.loads(path.read_text())
         metrics = ", ".join(
-            f"{m.get('task')}/{m.get('metric')} {_num(m.get('candidate'), 3)}"
-            + (f" vs {_num(m.get('champion'), 3)}" if m.get("champion") is not None else "")
-            for m in report.get("metrics", [])[:2]
+            f"{m.get('task')}{'[' + m['slice'] + ']' if m.get('slice') else ''}/{m.get('metric')} "
+            f"{_num(m.get('candidate'), 3)}"
+            + (f" vs {_num(m.get('champion'), 3)} ({m.get('verdict')})" if m.get("champion") is not None else "")
+            for m in report.get("metrics", [])[:3]
         )
         reasons = report.get("reasons") or []
         return {"decision": report.get("decision"), "headline": metrics + (f"; {reasons[0]}" if reasons else ""),
@@ -218,6 +289,14 @@ class Demo:
                   f"{' -> llmops_retrain event' if emitted else ', no event'}")
         return {"summary": summary, "emitted": emitted, "finetune_runs_before": finetune_runs}
 
+    def drift_retrain(self, check: dict[str, Any], datasets_before: int) -> tuple[dict, dict, dict]:
+        """The dataset build and the fine-tune run a drift event starts; both must have finished."""
+        ds_run = self.run_dag("llmops_dataset", after=datasets_before, timeout=600)
+        ds = self.xcom("llmops_dataset", ds_run, "build") or {}
+        run = self.run_dag("llmops_finetune", after=check["finetune_runs_before"], timeout=1500)
+        decision = self.xcom("llmops_finetune", run, "check_trigger") or {}
+        return ds, run, decision
+
     def drift_loop(self) -> None:
         calm = self.drift_check("in-domain", "in-domain", seed=1)
         time.sleep(10)  # give the scheduler a chance to (wrongly) start a retrain
@@ -226,24 +305,30 @@ class Demo:
         self.row("drift: in-domain traffic", f"{calm['summary'].get('status')} "
                                               f"(p = {_num(calm['summary'].get('p_value'), 4)}), no retrain")
 
+        datasets_before = len(self.airflow.runs("llmops_dataset"))
         shifted = self.drift_check("out-of-domain", "out-of-domain", seed=2)
         if not shifted["emitted"]:
             raise DemoError(f"out-of-domain traffic was not flagged: {shifted['summary']}")
-        retrain = self.run_dag("llmops_finetune", after=shifted["finetune_runs_before"], timeout=1500)
-        trigger = self.xcom("llmops_finetune", retrain, "check_trigger") or {}
-        gate = self.gate_report(retrain)
-        self.step(f"retrain ({trigger.get('trigger')} trigger, {trigger.get('decision')}): gate {gate['decision']}")
+        ds, run, decision = self.drift_retrain(shifted, datasets_before)
+        self.step(f"dataset rebuilt for the drift event (steered by {ds.get('steered_by')}): {ds.get('dataset_hash')}, "
+                  f"{ds.get('items_generated')} items generated; retrain {decision.get('decision')}: "
+                  f"{decision.get('reason')}")
+        if decision.get("decision") == "run":
+            gate = self.gate_report(run)
+            outcome = f"retrain ran on dataset {decision.get('dataset_hash')}: gate {gate['decision']}"
+        else:
+            outcome = f"retrain skipped: {decision.get('reason')}"
         self.row("drift: out-of-domain traffic", f"{shifted['summary'].get('status')} "
-                 f"(p = {_num(shifted['summary'].get('p_value'), 4)}): retrain {retrain['dag_run_id']} ran, "
-                 f"gate {gate['decision']} ({gate['headline']})")
+                 f"(p = {_num(shifted['summary'].get('p_value'), 4)}); dataset {ds.get('dataset_hash')} "
+                 f"({ds.get('items_generated')} items generated, steered by {ds.get('steered_by')}); {outcome}")
 
+        datasets_before = len(self.airflow.runs("llmops_dataset"))
         again = self.drift_check("out-of-domain-again", "out-of-domain", seed=3)
         if not again["emitted"]:
             raise DemoError(f"out-of-domain traffic was not flagged the second time: {again['summary']}")
-        held = self.run_dag("llmops_finetune", after=again["finetune_runs_before"], timeout=600)
-        decision = self.xcom("llmops_finetune", held, "check_trigger") or {}
-        if held["task_states"].get("train") != "skipped":
-            raise DemoError(f"the cooldown did not hold back the second retrain: {held['task_states']}")
+        _, held, decision = self.drift_retrain(again, datasets_before)
+        if held["task_states"].get("train") != "skipped" or "cooldown" not in str(decision.get("reason")):
+            raise DemoError(f"the cooldown did not hold back the second retrain: {held['task_states']} {decision}")
         self.step(f"second drift retrain held back: {decision.get('reason')}")
         self.row("drift: out-of-domain again", f"{again['summary'].get('status')}: retrain held back by the "
                  f"cooldown ({self.settings.retrain_cooldown_hours:g} h), recorded in `llmops triggers`")
@@ -262,6 +347,21 @@ class Demo:
         summary = self.logs / "summary.json"
         summary.write_text(json.dumps(dict(self.rows), indent=2) + "\n")
         say(f"(also in {summary}; step logs in {self.logs}, task logs in .airflow/logs)")
+
+
+def _dataset_row(ds: dict[str, Any]) -> str:
+    return (
+        f"{ds.get('dataset_hash')} (parent {ds.get('parent_dataset_hash')}): {ds.get('rows_train')} train rows, "
+        f"{ds.get('rows_eval')} eval rows ({ds.get('rows_eval_new')} new, {ds.get('rows_eval_retained')} retained); "
+        f"items {ds.get('items_generated')} generated, {ds.get('items_reused')} reused; chunks {ds.get('chunks_new')} "
+        f"new, {ds.get('chunks_deleted')} deleted; {_num(ds.get('seconds'), 1)} s"
+    )
+
+
+def _p(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "n/a"
+    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
 
 
 def _count(summary: dict, key: str) -> Any:
@@ -317,7 +417,8 @@ def main() -> int:
         demo.prepare()
         demo.start_airflow()
         try:
-            demo.ingest_and_train()
+            demo.release_1()
+            demo.release_2()
             demo.drift_loop()
         finally:
             demo.airflow.stop()

@@ -6,7 +6,8 @@ same drift until a retrained model is serving, so without memory every check wou
 retraining storm). The rule here:
 
 - at most one **drift-triggered** retrain per `retrain_cooldown_hours`: a drift trigger closer than that
-  to an earlier drift-triggered run that went ahead is skipped, and the skip is recorded with its reason;
+  to an earlier drift trigger that was answered (the retrain went ahead, or it found no new data to learn)
+  is skipped, and the skip is recorded with its reason;
 - corpus, schedule and manual triggers always run (new data, or a person, is a reason of its own);
 - but nothing is retrained without something to learn: when the champion was trained on the same dataset
   version (`dataset_hash`) with the same training parameters, the run is skipped with the reason
@@ -234,16 +235,18 @@ def classify_trigger(
 
 def decide(trigger: Trigger, history: list[TriggerRecord], cooldown_hours: float) -> tuple[Decision, str]:
     """Run or skip, with the reason. Only drift triggers are subject to the cooldown: one is skipped when
-    a drift-triggered run went ahead less than `cooldown_hours` before (or after) its time."""
+    a drift trigger was answered less than `cooldown_hours` before (or after) its time: a retrain went
+    ahead, or found no new data (asking again within the window would only find the same)."""
     if trigger.kind != "drift":
         return "run", f"{trigger.kind} trigger ({trigger.note}); the drift cooldown does not apply"
     cooldown = timedelta(hours=cooldown_hours)
-    ran = [r for r in history if r.trigger == "drift" and r.decision == "run"]
+    ran = [r for r in history if r.trigger == "drift" and (r.decision == "run" or NO_NEW_DATA in r.reason)]
     close = [r for r in ran if abs(trigger.at - r.at) < cooldown]
     if close:
         last = max(close, key=lambda r: r.at)
+        answer = "went ahead" if last.decision == "run" else "found no new data"
         return "skipped", (
-            f"drift cooldown: a drift-triggered retrain ({last.dag_id} run {last.run_id}) went ahead at "
+            f"drift cooldown: a drift-triggered retrain ({last.dag_id} run {last.run_id}) {answer} at "
             f"{last.at.isoformat()}, less than {cooldown_hours:g} h before this trigger at "
             f"{trigger.at.isoformat()}; the next one may run from {(last.at + cooldown).isoformat()}"
         )
@@ -255,6 +258,9 @@ def decide(trigger: Trigger, history: list[TriggerRecord], cooldown_hours: float
         )
     return "run", f"drift trigger ({trigger.note}); no earlier drift-triggered retrain"
 
+
+NO_NEW_DATA = "no new data since"
+"""The reason's words for a run skipped because the champion already learnt its dataset."""
 
 TAG_DATASET_HASH = "llmops.dataset_hash"
 """Model version tag: the dataset version (`dataset_hash` of `llmops dataset build`) it was trained on."""
@@ -284,7 +290,7 @@ def nothing_new(
         return None
     prefix = "drift trigger: " if trigger.kind == "drift" else ""
     return (
-        f"{prefix}no new data since v{champion.get('version')}: the champion was trained on dataset "
+        f"{prefix}{NO_NEW_DATA} v{champion.get('version')}: the champion was trained on dataset "
         f"{dataset_hash[:12]} with the same training parameters; nothing to learn (force with conf force=true)"
     )
 
