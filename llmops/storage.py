@@ -288,8 +288,12 @@ def read_text(uri: str) -> str:
 def write_bytes(uri: str, data: bytes) -> None:
     check_uri(uri)
     if is_s3(uri):
-        # A managed transfer, not one put_object: multipart above the threshold (a single PUT stops at 5 GB).
-        upload_fileobj(io.BytesIO(data), uri)
+        if len(data) >= MULTIPART_THRESHOLD:
+            # A managed transfer in parts: a single PUT stops at 5 GB.
+            upload_fileobj(io.BytesIO(data), uri)
+            return
+        bucket, key = _split_s3(uri)
+        _s3_call(uri, "write", s3_client().put_object, Bucket=bucket, Key=key, Body=data)
         return
     _atomic_write(local_path(uri), lambda fh: fh.write(data))
 
