@@ -78,7 +78,7 @@ class SparkApplicationOperator(SparkKubernetesOperator):
     def execute(self, context: Any) -> Any:
         from llmops.k8s.validate import require_valid
 
-        require_valid([self.template_spec], f"SparkApplication of task {self.task_id}")
+        require_valid([self.template_spec], f"SparkApplication of task {self.task_id}", settings=self.settings)
         # Deferred: this raises TaskDeferred and the task resumes in trigger_reentry.
         self._without_sidecar(super().execute, context)
         return self._summary(context)
