@@ -320,6 +320,8 @@ def run_drift(cfg: DriftConfig, settings: Settings) -> dict[str, Any]:
             from pathlib import Path
 
             report.write_report(rep, cfg.report_uri, ref_emb, cur_emb, Path(tmp))
+            if steer_uri:
+                (Path(tmp) / steer.STEER_JSON).write_text(storage.read_text(steer_uri))
             if client is not None:
                 report.finish_mlflow_run(client, run_id, rep, Path(tmp))
     except BaseException:

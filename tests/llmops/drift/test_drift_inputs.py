@@ -78,6 +78,7 @@ def test_preprocessing_output_snapshot_with_stored_embeddings(tmp_path):
     ))
     side = inputs.read_side(str(out))
     assert side.kind == "snapshot" and side.snapshot_id == "s1" and side.texts == ["one", "two", "three"]
+    assert side.documents == ["doc.md"] * 3 and side.chunk_ids == ["a", "b", "c"]
     assert np.array_equal(inputs.side_embeddings(side, "tiny-model"), emb)
 
 
@@ -97,3 +98,18 @@ def test_traffic_on_s3(s3_bucket):
 
     storage.write_text(f"s3://{s3_bucket}/traffic/a.jsonl", json.dumps({"prompt": "hello"}) + "\n")
     assert inputs.read_side(f"s3://{s3_bucket}/traffic").texts == ["hello"]
+
+
+def test_rows_name_their_document_for_the_coverage_test(tmp_path):
+    _jsonl(tmp_path / "rows.jsonl", [
+        {"prompt": "q1", "doc_id": "pods.md"},
+        {"prompt": "q2", "doc_id": "pods.md"},
+        {"prompt": "q3", "source": "svc.md"},
+        {"prompt": "q4"},
+    ])
+    side = inputs.read_side(str(tmp_path / "rows.jsonl"))
+    assert side.documents[:3] == ["pods.md", "pods.md", "svc.md"]
+    # A row without a document is a document of its own.
+    assert side.documents[3] not in side.documents[:3]
+    _jsonl(tmp_path / "plain.jsonl", [{"prompt": "q1"}, {"prompt": "q2"}])
+    assert inputs.read_side(str(tmp_path / "plain.jsonl")).documents is None
