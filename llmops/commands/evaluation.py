@@ -103,6 +103,10 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     b.add_argument("--work", help="work folder (default: <data_root>/bench/gate); artefacts there are reused")
     b.add_argument("--base", help="use this base model folder instead of building one")
     b.add_argument("--adapter", help="use this fine-tuned adapter instead of training one")
+    b.add_argument(
+        "--dataset",
+        help="dataset version to train on and evaluate with (default: one built from the sample corpus in --work)",
+    )
     b.add_argument("--train-config", help="training config (default: examples/local/finetune.yaml when present, else the built-in defaults)")
     b.add_argument("--policy", help="gate policy (default: examples/local/gate.yaml)")
     b.add_argument(

@@ -1,7 +1,8 @@
 """`llmops bench gate`: the gate's figures on the tiny local model, with timings.
 
-Builds the tiny base (`llmops base-model build`), fine-tunes it with the example config (`llmops train`),
-then runs the real step commands as the local operator would (`python -m llmops evaluate|gate`, one
+Builds the tiny base (`llmops base-model build`) and a dataset version from the sample corpus (`llmops
+preprocess` + `llmops dataset build`, or `--dataset`), fine-tunes it with the example config (`llmops
+train`) on the train split, then evaluates on the never-trained eval split: it runs the real step commands as the local operator would (`python -m llmops evaluate|gate`, one
 subprocess each) and checks the gate's behaviour:
 
 1. the fine-tuned adapter passes the gate against the untrained base (and the time of the whole
@@ -98,6 +99,21 @@ def _case(name: str, expected: str, report_path: Path, code: int) -> dict[str, A
     }
 
 
+def _sample_dataset(work: Path, env: dict[str, str], logs: Path, say) -> str:
+    """The sample corpus (release 1), preprocessed (Spark local) and built into a dataset version under
+    `work`; reused when present. Returns its `dataset_uri`."""
+    datasets = work / "datasets"
+    latest = datasets / "latest.json"
+    if not latest.exists():
+        say(f"building the sample dataset in {datasets} (sample corpus, preprocessing, dataset build)")
+        _llmops(["sample-data", "--out", str(work / "sample"), "--release", "1"], env, logs / "sample-data.log")
+        _llmops(["preprocess", "--input", str(work / "sample" / "corpus"), "--output", str(work / "processed")],
+                env, logs / "preprocess.log")
+        _llmops(["dataset", "build", "--corpus", str(work / "processed"), "--out", str(datasets)], env,
+                logs / "dataset.log")
+    return str(json.loads(latest.read_text())["dataset_uri"])
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from llmops.cli import print_json
 
@@ -135,14 +151,13 @@ def run_bench(args: argparse.Namespace) -> int:
         timings["base_model_build_s"] = round(
             _llmops(["base-model", "build", "--out", str(base)], env, logs / "base.log"), 2
         )
+    dataset = args.dataset or _sample_dataset(work, env, logs, say)
+    figures["dataset"] = dataset
     adapter = Path(args.adapter) if args.adapter else work / "train" / "adapter"
     if not (adapter / "adapter_config.json").exists():
         say(f"fine-tuning ({train_config or 'default config'}) into {adapter.parent}")
-        sample = work / "sample"
-        if not (sample / "finetune.jsonl").exists():
-            _llmops(["sample-data", "--out", str(sample)], env, logs / "sample-data.log")
         cmd = ["train", "--output-dir", str(adapter.parent), "--set", f"base_model={base}",
-               "--set", f"dataset={sample / 'finetune.jsonl'}"]
+               "--set", f"dataset={dataset}"]
         cmd += ["--config", train_config] if train_config else []
         timings["train_s"] = round(_llmops(cmd, env, logs / "train.log"), 2)
     low, high = args.small_gain_scales
@@ -156,7 +171,7 @@ def run_bench(args: argparse.Namespace) -> int:
     def evaluate(name: str, model: Path, limit: int | None = None, mlflow: bool = False) -> float:
         out = evals / name
         shutil.rmtree(out, ignore_errors=True)
-        cmd = ["evaluate", "--model", str(model), "--output", str(out)]
+        cmd = ["evaluate", "--model", str(model), "--dataset", dataset, "--output", str(out)]
         cmd += ["--limit", str(limit)] if limit else []
         cmd += [] if mlflow else ["--no-mlflow"]
         say(f"evaluating {name}")
