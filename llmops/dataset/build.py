@@ -304,11 +304,23 @@ def build_dataset(
         parent = read_version_manifest(root, latest["parent_dataset_hash"]) if latest.get("parent_dataset_hash") else None
     parent_docs = set((parent or {}).get("documents", {}))
 
-    pools: dict[str, list[str]] = defaultdict(list)
+    # Distractor pools: per answer kind, one answer per normalised form (the first by item id).
+    norm: dict[str, str] = {}
+    by_kind: dict[str, dict[str, str]] = defaultdict(dict)
     for _iid, (_, it) in sorted(items.items()):
-        if not it.trainable_only and it.answer not in pools[it.answer_kind]:
-            pools[it.answer_kind].append(it.answer)
+        if not it.trainable_only:
+            by_kind[it.answer_kind].setdefault(norm.setdefault(it.answer, normalise(it.answer)), it.answer)
+    pools = {kind: list(answers.values()) for kind, answers in by_kind.items()}
     all_answers = sorted({a for pool in pools.values() for a in pool})
+
+    def draw(rng: random.Random, pool: list[str], exclude: set[str], n: int) -> list[str]:
+        picked: list[str] = []
+        # A few more than needed: the excluded forms (and, across kinds, repeats of a form) are skipped.
+        for i in rng.sample(range(len(pool)), min(len(pool), n + len(exclude) + 3)):
+            if len(picked) < n and norm[pool[i]] not in exclude:
+                picked.append(pool[i])
+                exclude = exclude | {norm[pool[i]]}
+        return picked
 
     rows: list[dict[str, Any]] = []
     for iid in sorted(items):
@@ -319,11 +331,10 @@ def build_dataset(
         if sp == "eval":
             slice_ = "retained" if doc_id in parent_docs else "new"
             rng = random.Random(f"choices:{iid}")
-            same = [a for a in pools[it.answer_kind] if normalise(a) != normalise(it.answer)]
-            others = [a for a in all_answers if normalise(a) != normalise(it.answer) and a not in same]
-            picked = rng.sample(same, min(N_CHOICES - 1, len(same)))
+            picked = draw(rng, pools[it.answer_kind], {norm[it.answer]}, N_CHOICES - 1)
             if len(picked) < N_CHOICES - 1:
-                picked += rng.sample(others, min(N_CHOICES - 1 - len(picked), len(others)))
+                taken = {norm[it.answer]} | {norm[a] for a in picked}
+                picked += draw(rng, all_answers, taken, N_CHOICES - 1 - len(picked))
             label = rng.randrange(len(picked) + 1)
             choices = picked[:label] + [it.answer] + picked[label:]
         for k, q in enumerate(it.questions):

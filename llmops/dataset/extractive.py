@@ -171,7 +171,8 @@ class ExtractiveGenerator:
     name = "extractive"
     version = "1"
     needs_distractors = False
-    max_workers = 1
+    max_workers = 4
+    """Threads: generation holds the GIL, but the cache writes (fsync) of several chunks overlap."""
 
     def __init__(self, passages: bool = False, max_items_per_chunk: int = 64) -> None:
         self.passages = passages
