@@ -136,5 +136,5 @@ def test_in_domain_is_calm_out_of_domain_is_drift(sample_dir, tmp_path, data_roo
     assert run.data.metrics["drift"] == 1.0
     assert run.data.metrics["p_value_mmd"] == pytest.approx(rep["p_value_mmd"])
     assert {a.path for a in client.list_artifacts(rep["mlflow_run_id"], "drift")} == {
-        "drift/report.json", "drift/report.html",
+        "drift/report.json", "drift/report.html", "drift/steer.json",
     }
