@@ -273,7 +273,10 @@ def split_null_excess(
         found = np.take_along_axis(ok, first[..., None], axis=2)[..., 0]
         sim = np.where(found, nbr_sim[np.arange(n)[None, :], first], -np.inf).astype(np.float64)
         ref_rows = in_ref[:, codes]  # (draws, n)
-        for d, i in zip(*np.nonzero(~found), strict=True):
+        # With every other document listed, "none in the pseudo-reference" is the answer (-inf); with a
+        # shortened list the row is computed exactly (rare: about 2^-k of the rows).
+        complete = nbr_doc.shape[1] >= g - 1
+        for d, i in zip(*np.nonzero(~found & ~complete), strict=True):
             cols = ref_rows[d] & (codes != codes[i])
             sim[d, i] = float((ref[cols] @ ref[i]).max()) if cols.any() else -np.inf
         dist = 1.0 - sim

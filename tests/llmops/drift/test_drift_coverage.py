@@ -101,6 +101,9 @@ def test_reference_without_documents_and_bad_inputs():
     a = coverage.coverage_test(x[:40], x[40:], None, resamples=99, seed=4)
     b = coverage.coverage_test(x[:40], x[40:], None, resamples=99, seed=4)
     assert a.reference_documents == 40 and a.p_value == b.p_value
+    # Few documents: every split leaves some rows without an other-document neighbour (inf distance).
+    few = coverage.coverage_test(x[:40], x[40:], [f"d{i % 3}" for i in range(40)], resamples=199, seed=1)
+    assert few.reference_documents == 3 and 0 < few.p_value <= 1 and few.seconds < 2
     with pytest.raises(ValueError, match="single document"):
         coverage.coverage_test(x[:40], x[40:], ["doc"] * 40)
     with pytest.raises(ValueError, match="same width"):
