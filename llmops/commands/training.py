@@ -173,9 +173,11 @@ def _bench_setup(args: argparse.Namespace):
 
         write_sample_data(Path(dataset).parent)
     config = args.config
-    example = packaged("examples/local/finetune.yaml")
-    if config is None and example.exists():
-        config = str(example)
+    if config is None:
+        # Only without --config: a source checkout on PYTHONPATH has no installed llmops_examples.
+        example = packaged("examples/local/finetune.yaml")
+        if example.exists():
+            config = str(example)
     return settings, base_model, dataset, config
 
 

@@ -78,7 +78,7 @@ def _reset_peak_memory(device) -> None:
     import torch
 
     gc.collect()
-    if device.type == "cuda":
+    if device.type == "cuda" and torch.cuda.is_initialized():  # before the first use there is nothing to reset
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
 
