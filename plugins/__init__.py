@@ -1,15 +1,29 @@
-"""Airflow plugin of airflow-llmops: extra links from step tasks to MLflow and to reports.
+"""Airflow plugin of airflow-llmops: report pages served by the API server, extra links to them and to
+MLflow.
+
+Report pages (a FastAPI app mounted at `/llmops` in the API server, behind Airflow's own authentication:
+the UI's session cookie or a bearer token; see `llmops_airflow_plugin.reports`):
+
+- `/llmops/gate?uri=...`: the gate report (`gate.json`) as HTML: metrics, CIs, p-values, slices;
+- `/llmops/drift?uri=...`: the drift report with its plots;
+- `/llmops/loss?uri=...`: the training loss curve of a training output folder;
+- `/llmops/lineage/{name}/{version}`: a model version's lineage.
+
+Locations are read through `llmops.storage` (local or `s3://`); one outside the configured storage roots
+is refused (403).
 
 Every step task (`LocalStepOperator`, `KubernetesStepOperator`) returns its step's summary JSON as
 XCom `return_value`; these links read it:
 
 - "MLflow run": `mlflow_run_id` (and `mlflow_experiment_id` when present) -> the run page;
 - "Model version": `registered_model_name` + `version` -> the registered model version page;
-- "Report": `report_uri` (gate report, drift report) -> the report (http(s) as is, `s3://` in the
-  AWS console, local files as `file://`).
+- "Lineage": `registered_model_name` + `version` -> the lineage page;
+- "Report": the gate report (a summary with `verdicts`), the drift report (`report_uri` of a drift
+  summary) or the loss curve (a train summary's `output_dir`) -> its page; an http(s) `report_uri` as is.
 
 A link whose keys are missing from the summary is empty (the UI shows it disabled). The MLflow UI
-address is the setting `mlflow_ui_url` (`[llmops] mlflow_ui_url` or `LLMOPS_MLFLOW_UI_URL`).
+address is the setting `mlflow_ui_url` (`[llmops] mlflow_ui_url` or `LLMOPS_MLFLOW_UI_URL`); the report
+pages' address is Airflow's `[api] base_url`, else `http://<[api] host>:<[api] port>`.
 
 Links are computed in the API server, where the Task SDK's `XCom` cannot be used (no supervisor
 connection; apache/airflow#59093): the summary is read from the metadata database instead. With a
@@ -37,13 +51,18 @@ log = logging.getLogger(__name__)
 MLFLOW_RUN = "MLflow run"
 MODEL_VERSION = "Model version"
 REPORT = "Report"
+LINEAGE = "Lineage"
+PREFIX = "/llmops"
+"""Where the report pages are mounted in the API server."""
 
 
-def links_from_summary(summary: dict[str, Any] | None, mlflow_ui_url: str) -> dict[str, str]:
-    """The links a step summary gives: {link name: URL}, only for the keys it has."""
+def links_from_summary(summary: dict[str, Any] | None, mlflow_ui_url: str, api_url: str = "") -> dict[str, str]:
+    """The links a step summary gives: {link name: URL}, only for the keys it has. `api_url`: the API
+    server's address (report pages)."""
     if not isinstance(summary, dict):
         return {}
     ui = mlflow_ui_url.rstrip("/")
+    pages = api_url.rstrip("/") + PREFIX
     links: dict[str, str] = {}
     run_id = summary.get("mlflow_run_id")
     if run_id:
@@ -53,22 +72,44 @@ def links_from_summary(summary: dict[str, Any] | None, mlflow_ui_url: str) -> di
     name, version = summary.get("registered_model_name"), summary.get("version")
     if name and version:
         links[MODEL_VERSION] = f"{ui}/#/models/{quote(str(name), safe='')}/versions/{quote(str(version))}"
+        links[LINEAGE] = f"{pages}/lineage/{quote(str(name), safe='')}/{quote(str(version), safe='')}"
     report = summary.get("report_uri")
     if report:
-        links[REPORT] = report_url(str(report))
+        kind = "gate" if "verdicts" in summary or "decision" in summary else "drift"
+        links[REPORT] = report_url(str(report), kind, pages)
+    elif summary.get("output_dir") and summary.get("adapter_dir"):
+        links[REPORT] = report_url(str(summary["output_dir"]), "loss", pages)
     return links
 
 
-def report_url(uri: str) -> str:
-    """A browser URL for a report location."""
-    if uri.startswith(("http://", "https://", "file://")):
+def report_url(uri: str, kind: str, pages: str) -> str:
+    """A browser URL for a report location: http(s) as is, else the plugin's page of that kind."""
+    if uri.startswith(("http://", "https://")):
         return uri
-    if uri.startswith("s3://"):
-        bucket, _, key = uri[len("s3://"):].partition("/")
-        return f"https://s3.console.aws.amazon.com/s3/object/{quote(bucket)}?prefix={quote(key)}"
-    from pathlib import Path
+    if storage_scheme(uri) in ("", "file") and not uri.startswith("file://"):
+        from pathlib import Path
 
-    return Path(uri).resolve().as_uri()
+        uri = str(Path(uri).resolve())
+    return f"{pages}/{kind}?uri={quote(uri, safe='')}"
+
+
+def storage_scheme(uri: str) -> str:
+    from llmops import storage
+
+    return storage.scheme(uri)
+
+
+def api_base_url() -> str:
+    """The API server's address as a browser reaches it: `[api] base_url`, else host and port."""
+    from airflow.configuration import conf
+
+    base = conf.get("api", "base_url", fallback=None)
+    if base:
+        return base.rstrip("/")
+    host = conf.get("api", "host", fallback="127.0.0.1")
+    if host in ("0.0.0.0", "::", ""):
+        host = "localhost"
+    return f"http://{host}:{conf.get('api', 'port', fallback='8080')}"
 
 
 def step_summary(ti_key: TaskInstanceKey) -> dict[str, Any] | None:
@@ -82,6 +123,11 @@ def step_summary(ti_key: TaskInstanceKey) -> dict[str, Any] | None:
 
 
 def _xcom(ti_key: TaskInstanceKey, key: str) -> dict[str, Any] | None:
+    return xcom_value(ti_key.dag_id, ti_key.run_id, ti_key.task_id, key, ti_key.map_index)
+
+
+def xcom_value(dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> dict[str, Any] | None:
+    """One XCom of a task instance, read from the metadata database (a dict, else None)."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
@@ -89,10 +135,10 @@ def _xcom(ti_key: TaskInstanceKey, key: str) -> dict[str, Any] | None:
         row = session.execute(
             XComModel.get_many(
                 key=key,
-                run_id=ti_key.run_id,
-                dag_ids=ti_key.dag_id,
-                task_ids=ti_key.task_id,
-                map_indexes=ti_key.map_index,
+                run_id=run_id,
+                dag_ids=dag_id,
+                task_ids=task_id,
+                map_indexes=map_index,
             ).with_only_columns(XComModel.value)
         ).first()
     if row is None:
@@ -134,7 +180,7 @@ class _SummaryLink(BaseOperatorLink):
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         try:
             summary = step_summary(ti_key)
-            return links_from_summary(summary, mlflow_ui_url()).get(self.name, "")
+            return links_from_summary(summary, mlflow_ui_url(), api_base_url()).get(self.name, "")
         except Exception:
             # A broken link must never break the task page.
             log.exception("Cannot build the %r link of %s", self.name, ti_key)
@@ -153,11 +199,23 @@ class ReportLink(_SummaryLink):
     name = REPORT
 
 
+class LineageLink(_SummaryLink):
+    name = LINEAGE
+
+
+def _fastapi_apps() -> list[dict[str, Any]]:
+    from llmops_airflow_plugin.reports import create_app
+
+    return [{"app": create_app(), "url_prefix": PREFIX, "name": "llmops reports"}]
+
+
 class LlmopsPlugin(AirflowPlugin):
-    """Extra links of airflow-llmops step tasks (MLflow run, model version, report); the cron timetable."""
+    """Extra links of airflow-llmops step tasks (MLflow run, model version, report, lineage); the report
+    pages; the cron timetable."""
 
     name = "llmops"
-    operator_extra_links = [MlflowRunLink(), ModelVersionLink(), ReportLink()]
+    operator_extra_links = [MlflowRunLink(), ModelVersionLink(), ReportLink(), LineageLink()]
+    fastapi_apps = _fastapi_apps()
     # The cron timetable of every scheduled DAG (llmops_operators.schedules): a custom timetable must be
     # registered by a plugin so the DAG processor can serialize it and the scheduler read it back.
     timetables = [UpcomingCronTimetable]

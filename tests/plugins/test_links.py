@@ -4,10 +4,13 @@ metadata database as the API server does."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from llmops_airflow_plugin import (
+    LINEAGE,
     MLFLOW_RUN,
     MODEL_VERSION,
     REPORT,
@@ -17,6 +20,7 @@ from llmops_airflow_plugin import (
 )
 
 UI = "http://mlflow.example:5000/"
+API = "http://airflow.example:8080"
 
 
 def test_links_from_a_full_summary():
@@ -27,27 +31,41 @@ def test_links_from_a_full_summary():
             "registered_model_name": "llmops assistant",
             "version": "3",
             "report_uri": "s3://reports/gate/run 1.json",
+            "verdicts": {},
         },
         UI,
+        API,
     )
     assert links == {
         MLFLOW_RUN: "http://mlflow.example:5000/#/experiments/7/runs/abc123",
         MODEL_VERSION: "http://mlflow.example:5000/#/models/llmops%20assistant/versions/3",
-        REPORT: "https://s3.console.aws.amazon.com/s3/object/reports?prefix=gate/run%201.json",
+        LINEAGE: "http://airflow.example:8080/llmops/lineage/llmops%20assistant/3",
+        REPORT: "http://airflow.example:8080/llmops/gate?uri=s3%3A%2F%2Freports%2Fgate%2Frun%201.json",
     }
+
+
+def test_report_link_by_step():
+    drift = links_from_summary({"status": "drift", "report_uri": "s3://b/drift/20260101T000000Z"}, UI, API)
+    assert drift[REPORT] == f"{API}/llmops/drift?uri=s3%3A%2F%2Fb%2Fdrift%2F20260101T000000Z"
+    train = links_from_summary({"mlflow_run_id": "r", "output_dir": "s3://b/runs/x", "adapter_dir": "s3://b/runs/x/adapter"}, UI, API)
+    assert train[REPORT] == f"{API}/llmops/loss?uri=s3%3A%2F%2Fb%2Fruns%2Fx"
 
 
 def test_links_only_for_the_keys_present():
     assert links_from_summary({"mlflow_run_id": "r1"}, UI) == {MLFLOW_RUN: "http://mlflow.example:5000/#/runs/r1"}
     assert links_from_summary({"registered_model_name": "m"}, UI) == {}  # a name without a version
+    assert links_from_summary({"output_dir": "/x"}, UI) == {}  # not a train summary
     assert links_from_summary({"drift": True}, UI) == {}
     assert links_from_summary(None, UI) == {}
     assert links_from_summary(["not", "a", "summary"], UI) == {}
 
 
 def test_report_urls(tmp_path):
-    assert report_url("https://reports.example/x.html") == "https://reports.example/x.html"
-    assert report_url(str(tmp_path / "gate.json")) == (tmp_path / "gate.json").as_uri()
+    assert report_url("https://reports.example/x.html", "gate", API) == "https://reports.example/x.html"
+    # Local paths are made absolute: the page reads them in another process.
+    assert report_url("rel/gate.json", "gate", API + "/llmops").endswith(
+        "/llmops/gate?uri=" + quote(str(Path.cwd() / "rel" / "gate.json"), safe="")
+    )
 
 
 def test_plugin_registers_the_links_for_both_step_operators():
@@ -55,7 +73,7 @@ def test_plugin_registers_the_links_for_both_step_operators():
     from llmops_operators.local import LocalStepOperator
 
     links = LlmopsPlugin.operator_extra_links
-    assert [link.name for link in links] == [MLFLOW_RUN, MODEL_VERSION, REPORT]
+    assert [link.name for link in links] == [MLFLOW_RUN, MODEL_VERSION, REPORT, LINEAGE]
     for link in links:
         assert link.operators == [LocalStepOperator, KubernetesStepOperator]
 
@@ -74,6 +92,7 @@ def test_links_of_a_real_task_instance(airflow_db, tmp_path, monkeypatch):
     from tests.llmops.evaluation.conftest import write_evaluation
 
     monkeypatch.setenv("LLMOPS_MLFLOW_UI_URL", "http://mlflow.test:5000")
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.test:8080")
     cand = write_evaluation(tmp_path / "cand", {"qa": {"acc": [1.0, 1.0, 0.0, 1.0]}})
     policy = tmp_path / "policy.yaml"
     policy.write_text("metrics:\n  - {task: qa, metric: acc, floor: 0.5}\n")
@@ -104,8 +123,8 @@ def test_links_of_a_real_task_instance(airflow_db, tmp_path, monkeypatch):
 
     serialized = DagSerialization.from_dict(DagSerialization.to_dict(dag))
     task = serialized.get_task("gate")
-    assert set(task.extra_links) >= {MLFLOW_RUN, MODEL_VERSION, REPORT}
-    assert task.get_extra_links(ti, REPORT) == report.as_uri()
+    assert set(task.extra_links) >= {MLFLOW_RUN, MODEL_VERSION, REPORT, LINEAGE}
+    assert task.get_extra_links(ti, REPORT) == "http://airflow.test:8080/llmops/gate?uri=" + quote(str(report), safe="")
     assert task.get_extra_links(ti, MLFLOW_RUN) == ""  # the gate's summary has no MLflow run
 
     XComModel.set(
@@ -117,4 +136,5 @@ def test_links_of_a_real_task_instance(airflow_db, tmp_path, monkeypatch):
     )
     assert task.get_extra_links(ti, MLFLOW_RUN) == "http://mlflow.test:5000/#/runs/r9"
     assert task.get_extra_links(ti, MODEL_VERSION) == "http://mlflow.test:5000/#/models/llmops-assistant/versions/4"
+    assert task.get_extra_links(ti, LINEAGE) == "http://airflow.test:8080/llmops/lineage/llmops-assistant/4"
     assert json.loads(report.read_text())["passed"] is True
