@@ -138,3 +138,22 @@ def test_in_domain_is_calm_out_of_domain_is_drift(sample_dir, tmp_path, data_roo
     assert {a.path for a in client.list_artifacts(rep["mlflow_run_id"], "drift")} == {
         "drift/report.json", "drift/report.html", "drift/steer.json",
     }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("kind", "seed", "code"), [("in-domain", 1, 0), ("out-of-domain", 2, 3), ("out-of-domain", 3, 3)])
+def test_demo_traffic_gets_the_demo_verdicts(sample_dir, tmp_path, kind, seed, code):
+    """The demo's three drift checks (llmops/demo.py: 300 requests of `sample-traffic` with these seeds
+    against finetune.jsonl, default settings): in-domain is covered, out-of-domain is drift."""
+    report = tmp_path / "r"
+    traffic = tmp_path / "t"
+    assert main(["sample-traffic", "--out", str(traffic), "--kind", kind, "--seed", str(seed), "--end", END]) == 0
+    got = main(["drift", "--reference", str(sample_dir / "finetune.jsonl"), "--current", str(traffic),
+                "--report", str(report), "--no-mlflow", "--until", END])
+    rep = json.loads((report / "report.json").read_text())
+    assert got == code, rep
+    assert rep["n_current"] == 300
+    if code == 0:
+        assert rep["excess"] < rep["min_effect"] and rep["groups"] == []
+    else:
+        assert rep["excess"] > 0.5 and rep["p_value"] <= 0.01
