@@ -201,7 +201,8 @@ def build_dataset(
     chunks = {r.chunk_id: Chunk(r.chunk_id, r.text, r.heading_path, r.source) for r in frame.itertuples()}
     doc_of = dict(zip(frame["chunk_id"], zip(frame["source"], frame["doc_hash"], strict=True), strict=True))
     documents = {src: entry.get("hash") for src, entry in sorted(corpus.get("documents", {}).items())}
-    documents = {src: h for src, h in documents.items() if src in set(frame["source"])} or documents
+    sources = set(frame["source"])
+    documents = {src: h for src, h in documents.items() if src in sources} or documents
 
     gen_hash = config_hash(generator)
     cached: dict[str, list[dict]] = {}
