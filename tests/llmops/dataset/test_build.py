@@ -191,3 +191,14 @@ def test_cli_build_and_training_reads_the_train_split(release1, tmp_path, capsys
 
 def test_bad_inputs_name_what_is_wrong(tmp_path):
     assert main(["dataset", "build", "--corpus", str(tmp_path / "nothing"), "--out", str(tmp_path / "ds")]) == 2
+
+
+def test_a_dataset_root_on_s3_trains_and_rebuilds(release1, s3_bucket, tmp_path):
+    root = f"s3://{s3_bucket}/datasets"
+    first = build_dataset(release1, root, ExtractiveGenerator())
+    assert first["dataset_uri"] == f"{root}/versions/{first['dataset_hash']}"
+    again = build_dataset(release1, root, ExtractiveGenerator())
+    assert again["dataset_hash"] == first["dataset_hash"] and again["items_generated"] == 0
+    assert len(read_dataset(first["dataset_uri"]).rows) == first["rows_train"]
+    local = build_dataset(release1, str(tmp_path / "ds"), ExtractiveGenerator())
+    assert local["dataset_hash"] == first["dataset_hash"]
