@@ -63,6 +63,14 @@ with DAG(
             title="Embedding model",
             description="Sentence-transformers model: a hub id, a folder in the image, or all-MiniLM-L6-v2 (packaged, offline).",
         ),
+        "embedding_backend": Param(
+            settings.embedding_backend,
+            type="string",
+            enum=["torch", "onnx", "onnx-int8"],
+            title="Embedding backend",
+            description="torch, onnx (fp32 export, equivalent to torch) or onnx-int8 (faster, less exact); "
+            "searches use the index's backend.",
+        ),
     },
 ):
     preprocess = spark_operator(
@@ -73,6 +81,7 @@ with DAG(
             "--chunk-size", "{{ params.chunk_size }}",
             "--chunk-overlap", "{{ params.chunk_overlap }}",
             "--embedding-model", "{{ params.embedding_model }}",
+            "--embedding-backend", "{{ params.embedding_backend }}",
         ],
         settings=settings,
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from llmops.embedding import BACKENDS
+
 
 def _preprocess_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", help="folder or s3:// prefix of the documents (default: settings landing)")
@@ -11,6 +13,8 @@ def _preprocess_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=int, help="tokens per chunk (default: settings chunk_size)")
     p.add_argument("--chunk-overlap", type=int, help="tokens shared by consecutive chunks (default: settings)")
     p.add_argument("--embedding-model", help="sentence-transformers model (default: settings embedding_model)")
+    p.add_argument("--embedding-backend", choices=BACKENDS,
+                   help="torch, onnx (fp32 export) or onnx-int8 (default: settings embedding_backend)")
     p.add_argument(
         "--vector-store",
         help="Milvus Lite file (…/milvus.db) or server URL (default: settings, else <output>/milvus.db)",
@@ -47,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("query", help="the question or text to search for")
     s.add_argument("--index", help="preprocessing output folder or s3:// prefix (default: settings processed)")
     s.add_argument("-k", type=int, default=5, help="how many chunks (default 5)")
+    s.add_argument("--embedding-backend", choices=BACKENDS,
+                   help="embed the query with this backend (default: the index's; another one is refused "
+                        "unless proven equivalent, i.e. torch and onnx)")
     s.add_argument("--json", action="store_true", help="print a JSON list of {source, score, text, ...}")
     s.set_defaults(handler=_search)
 
@@ -56,12 +63,16 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
         "rag",
         help="throughput of the whole preprocessing job against plain sentence-transformers encoding",
         description=(
-            "Runs the Spark job (start-up included) into a fresh temporary output, then encodes the same "
-            "chunks in this single process with sentence-transformers; prints chunks_per_s, "
-            "ceiling_chunks_per_s and ratio."
+            "Runs the Spark job (start-up included) with --backend into a fresh temporary output, then "
+            "encodes the same chunks in this single process with sentence-transformers (torch: the "
+            "ceiling) and with the same backend; prints chunks_per_s, ceiling_chunks_per_s, ratio, the "
+            "backend's own ceiling, and the quality guard (cosine vs torch per chunk, hit@5 of a query set)."
         ),
     )
-    b.add_argument("--input", required=True, help="folder or s3:// prefix of the documents")
+    b.add_argument("corpus", nargs="?", help="folder or s3:// prefix of the documents (same as --input)")
+    b.add_argument("--input", help="folder or s3:// prefix of the documents")
+    b.add_argument("--backend", "--embedding-backend", dest="embedding_backend", choices=BACKENDS,
+                   help="embedding backend of the job (default: settings embedding_backend)")
     b.add_argument("--limit", type=int, help="only this many documents, chosen deterministically")
     b.add_argument("--chunk-size", type=int)
     b.add_argument("--chunk-overlap", type=int)
@@ -84,6 +95,7 @@ def _config(args: argparse.Namespace, **extra):
         "chunk_size": getattr(args, "chunk_size", None),
         "chunk_overlap": getattr(args, "chunk_overlap", None),
         "embedding_model": getattr(args, "embedding_model", None),
+        "embedding_backend": getattr(args, "embedding_backend", None),
         "vector_store_uri": getattr(args, "vector_store", None),
         "collection": getattr(args, "collection", None),
         "max_document_mb": getattr(args, "max_document_mb", None),
@@ -99,7 +111,8 @@ def _config(args: argparse.Namespace, **extra):
 def _as_arguments(args: argparse.Namespace) -> list[str]:
     """The parsed options back as command-line words (what the SparkApplication passes to the job)."""
     words: list[str] = []
-    for name in ("input", "output", "chunk_size", "chunk_overlap", "embedding_model", "vector_store",
+    for name in ("input", "output", "chunk_size", "chunk_overlap", "embedding_model", "embedding_backend",
+                 "vector_store",
                  "collection", "max_document_mb", "master", "limit", "embedding_batch_size", "summary_json"):
         value = getattr(args, name, None)
         if value is not None:
@@ -133,7 +146,7 @@ def _search(args: argparse.Namespace) -> int:
     from llmops.settings import load_settings
 
     index = args.index or load_settings().processed
-    hits = search(index, args.query, k=args.k)
+    hits = search(index, args.query, k=args.k, backend=args.embedding_backend)
     if args.json:
         print_json(hits)
         return 0
@@ -146,15 +159,27 @@ def _search(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from llmops.cli import print_json
+    from llmops.exceptions import ConfigError
     from llmops.rag.bench import bench_rag
 
+    if args.corpus and args.input and args.corpus != args.input:
+        raise ConfigError(f"corpus {args.corpus!r} and --input {args.input!r} differ: give the documents once")
+    args.input = args.input or args.corpus
+    if not args.input:
+        raise ConfigError("llmops bench rag needs the documents: give a corpus folder (or --input)")
     result = bench_rag(_config(args, output_uri="/tmp/unused"), ceiling_batch_size=args.ceiling_batch_size)
     if args.json:
         print_json(result)
     else:
+        q = result["quality"]
         print(
-            f"{result['chunks']} chunks from {result['documents']} documents: job {result['chunks_per_s']:.1f} "
-            f"chunks/s ({result['job_s']:.1f} s), ceiling {result['ceiling_chunks_per_s']:.1f} chunks/s, "
-            f"ratio {result['ratio']:.2f}"
+            f"{result['chunks']} chunks from {result['documents']} documents, backend "
+            f"{result['embedding_backend']}: job {result['chunks_per_s']:.1f} chunks/s ({result['job_s']:.1f} s), "
+            f"torch ceiling {result['ceiling_chunks_per_s']:.1f} chunks/s, ratio {result['ratio']:.2f}; "
+            f"{result['embedding_backend']} ceiling {result['backend_ceiling_chunks_per_s']:.1f} chunks/s "
+            f"(job/backend ceiling {result['backend_ratio']:.2f})\n"
+            f"quality vs torch: cosine p1 {q['cosine_p1']:.4f}, min {q['cosine_min']:.4f}; hit@5 "
+            f"{q['hit_at_5']:.3f} (torch {q['hit_at_5_torch']:.3f}, {q['queries']} queries): "
+            + ("passes" if q["passed"] else "FAILS: " + "; ".join(q["failures"]))
         )
     return 0

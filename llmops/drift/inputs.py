@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from llmops import storage
 from llmops.exceptions import InputDataError, StorageError
-from llmops.rag.snapshot import read_manifest, read_snapshot
+from llmops.rag.snapshot import embedding_backend, read_manifest, read_snapshot
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,6 +62,8 @@ class Side:
     """Stored embeddings (snapshots only), row-aligned with `texts`."""
     embedding_model: str | None = None
     """The model that produced the stored embeddings."""
+    embedding_backend: str = "torch"
+    """The backend that produced them (`llmops.embedding.BACKENDS`)."""
     snapshot_id: str | None = None
     files: int = 0
     records: int = 0
@@ -250,6 +252,7 @@ def _read_snapshot_side(uri: str, *, max_samples: int, seed: int) -> Side:
         texts=df["text"].astype(str).tolist(),
         embeddings=embeddings,
         embedding_model=manifest.get("embedding_model"),
+        embedding_backend=embedding_backend(manifest),
         snapshot_id=manifest.get("snapshot_id"),
         documents=df["source"].astype(str).tolist(),
         chunk_ids=df["chunk_id"].astype(str).tolist(),
@@ -291,12 +294,16 @@ def embedding_cache_root(data_root: str, model_name: str) -> str:
 
 
 def side_embeddings(side: Side, model_name: str, cache_root: str | None = None) -> np.ndarray:
-    """The side's embeddings under `model_name`: the stored ones when they come from that model, else
-    computed (through the cache when `cache_root` is given)."""
+    """The side's embeddings under `model_name`: the stored ones when they come from that model and a backend
+    equivalent to torch (what the other side is embedded with), else computed by torch (through the cache
+    when `cache_root` is given): an int8 index is never compared with torch embeddings."""
     import numpy as np
+
+    from llmops.embedding import equivalent_backends
 
     if not side.texts:
         return np.zeros((0, 0), dtype=np.float32)
-    if side.embeddings is not None and side.embedding_model == model_name:
+    if (side.embeddings is not None and side.embedding_model == model_name
+            and equivalent_backends(side.embedding_backend, "torch")):
         return side.embeddings
     return cached_embeddings(side.texts, model_name, cache_root)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -33,6 +33,9 @@ class PreprocessConfig(BaseModel):
 
     embedding_model: str = "all-MiniLM-L6-v2"
     """Sentence-transformers model (hub id, local folder, or the packaged all-MiniLM-L6-v2)."""
+
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = "onnx"
+    """How the chunks are embedded (`llmops.embedding`); recorded in the manifest, and searches use it."""
 
     vector_store_uri: str | None = None
     """Milvus Lite file or Milvus server URL. Default: `<output>/milvus.db` for a local output."""
@@ -83,6 +86,7 @@ class PreprocessConfig(BaseModel):
             "chunk_size": settings.chunk_size,
             "chunk_overlap": settings.chunk_overlap,
             "embedding_model": settings.embedding_model,
+            "embedding_backend": settings.embedding_backend,
             "vector_store_uri": settings.vector_store_uri,
             "collection": settings.vector_collection,
             "max_document_mb": settings.max_document_mb,

@@ -163,6 +163,7 @@ def _compatible(previous: dict | None, cfg: PreprocessConfig) -> bool:
     return bool(
         previous
         and previous.get("embedding_model") == cfg.embedding_model
+        and previous.get("embedding_backend", "torch") == cfg.embedding_backend
         and previous.get("chunking") == cfg.chunking.as_dict()
     )
 
@@ -284,7 +285,7 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
     documents = {**unchanged, **indexed}
     deleted = sorted(set(old_docs) - set(documents))
     snap_id = snap.snapshot_id({u: e["hash"] for u, e in documents.items()}, cfg.embedding_model,
-                               cfg.chunking.as_dict())
+                               cfg.chunking.as_dict(), cfg.embedding_backend)
 
     if previous is not None and snap_id == previous["snapshot_id"]:
         if stage_a is not None:
@@ -327,6 +328,12 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
         partitions = max(parallelism, math.ceil(total_rows / cfg.rows_per_partition))
         log.info("stage B: %d candidate rows in %d partitions, %d torch threads per task",
                  total_rows, partitions, threads)
+        if cfg.embedding_backend != "torch":
+            from llmops.embedding import export_model
+
+            t = time.monotonic()
+            export_model(cfg.embedding_model, cfg.embedding_backend)  # once, here; workers find it cached
+            timings["export_s"] = round(time.monotonic() - t, 3)
         t = time.monotonic()
         stats_rows = (
             rows_df.repartition(partitions, "chunk_id")
@@ -335,7 +342,8 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
                     stages.finalize_partition, snap_uri=snap_uri, model_name=cfg.embedding_model,
                     batch_size=cfg.embedding_batch_size, threads=threads, upsert_all=upsert_all,
                     lineage={"snapshot_id": snap_id, "embedding_model": cfg.embedding_model,
-                             "chunking": cfg.chunking.as_dict()},
+                             "embedding_backend": cfg.embedding_backend, "chunking": cfg.chunking.as_dict()},
+                    backend=cfg.embedding_backend,
                 ),
                 stages.STATS_SCHEMA,
             )
@@ -373,6 +381,7 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
         "schema_version": snap.SCHEMA_VERSION,
         "snapshot_id": snap_id,
         "embedding_model": cfg.embedding_model,
+        "embedding_backend": cfg.embedding_backend,
         "embedding_dim": dim,
         "chunking": cfg.chunking.as_dict(),
         "chunks_total": chunks_total,
@@ -411,6 +420,7 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
         "quarantine_uri": storage.join(cfg.output_uri, snap.QUARANTINE),
         "vector_store": manifest["vector_store"],
         "embedding_model": cfg.embedding_model,
+        "embedding_backend": cfg.embedding_backend,
         "embedding_dim": dim,
         "chunking": cfg.chunking.as_dict(),
         "documents_seen": len(plan.files),

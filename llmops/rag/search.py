@@ -7,11 +7,14 @@ from typing import Any
 from llmops.exceptions import ConfigError
 
 
-def search(index_uri: str, query: str, k: int = 5) -> list[dict[str, Any]]:
+def search(index_uri: str, query: str, k: int = 5, backend: str | None = None) -> list[dict[str, Any]]:
     """Top-k chunks for a query: [{source, score, text, heading_path, chunk_id, char_start, char_end}],
-    best first; score is the cosine similarity."""
-    from llmops.embedding import embed
-    from llmops.rag.snapshot import read_manifest
+    best first; score is the cosine similarity.
+
+    The query is embedded by the index's backend (its manifest's `embedding_backend`); another `backend`
+    is accepted only when proven equivalent (`llmops.embedding.EQUIVALENT_BACKENDS`), else refused."""
+    from llmops.embedding import check_backend, check_query_backend, embed
+    from llmops.rag.snapshot import embedding_backend, read_manifest
     from llmops.rag.vector_store import VectorStore
 
     if not query.strip():
@@ -20,7 +23,10 @@ def search(index_uri: str, query: str, k: int = 5) -> list[dict[str, Any]]:
         raise ConfigError(f"-k = {k}: ask for at least one chunk")
     manifest = read_manifest(index_uri)
     store = manifest["vector_store"]
-    vector = embed([query], manifest["embedding_model"])[0]
+    index_backend = embedding_backend(manifest)
+    if backend is not None:
+        check_query_backend(index_backend, check_backend(backend, "--embedding-backend"), index_uri)
+    vector = embed([query], manifest["embedding_model"], backend=backend or index_backend)[0]
     with VectorStore(store["uri"], store["collection"]) as vs:
         hits = vs.search(vector, k)
     return [

@@ -2,14 +2,14 @@
 
 Layout under an output folder or `s3://` prefix (other steps rely on these names):
 
-    manifest.json                     the current snapshot: id, model, chunking, vector store, documents
+    manifest.json                     the current snapshot: id, model and backend, chunking, vector store, documents
     quarantine.json                   documents that could not be indexed, each with its reason
     snapshots/<snapshot_id>/          one complete, immutable snapshot
         part-00000.parquet ...        chunks with their embeddings (`SNAPSHOT_COLUMNS`)
         _snapshot.json                the snapshot's own manifest (written after its parts)
 
 `manifest.json` is written last: it is the commit point. A snapshot id is derived from the indexed
-documents' content hashes and the config (schema version, embedding model, chunking), so the same
+documents' content hashes and the config (schema version, embedding model and backend, chunking), so the same
 input under the same config always has the same id and a re-run writes nothing new.
 
 Readers use `read_manifest(output_uri)` and `read_snapshot(output_uri, columns=...)`.
@@ -71,12 +71,14 @@ def arrow_schema() -> pa.Schema:
     )
 
 
-def snapshot_id(documents: dict[str, str], embedding_model: str, chunking: dict) -> str:
+def snapshot_id(documents: dict[str, str], embedding_model: str, chunking: dict,
+                embedding_backend: str = "torch") -> str:
     """Deterministic id of a snapshot: its documents' (source, content hash) pairs plus the config."""
     payload = json.dumps(
         {
             "schema_version": SCHEMA_VERSION,
             "embedding_model": embedding_model,
+            "embedding_backend": embedding_backend,
             "chunking": chunking,
             "documents": sorted(documents.items()),
         },
@@ -146,6 +148,11 @@ def read_manifest(output_uri: str) -> dict:
             f"llmops reads {SCHEMA_VERSION}: re-run `llmops preprocess` to rebuild the snapshot"
         )
     return manifest
+
+
+def embedding_backend(manifest: dict) -> str:
+    """The backend that embedded a manifest's chunks (`torch` for outputs written before backends existed)."""
+    return manifest.get("embedding_backend") or "torch"
 
 
 def read_manifest_or_none(output_uri: str) -> dict | None:

@@ -122,20 +122,14 @@ def read_parts(batches: Iterator[pd.DataFrame], carry: frozenset[str]) -> Iterat
             yield frame[ROW_COLUMNS]
 
 
-def embed_texts(texts: list[str], model_name: str, batch_size: int, threads: int):
-    """Embeddings of texts with the worker's cached model (sentence-transformers sorts by length inside)."""
-    import numpy as np
-    import torch
+def embed_texts(texts: list[str], model_name: str, batch_size: int, threads: int, backend: str = "torch"):
+    """Embeddings of texts with the worker's cached embedder (loaded once per Python worker).
 
-    from llmops.embedding import load_embedder
+    Every backend sorts the partition's texts by length before batching and restores their order, so a
+    batch is padded to the longest of similar-length chunks, not of the whole partition."""
+    from llmops.embedding import get_embedder
 
-    model = load_embedder(model_name)
-    if threads and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    vectors = model.encode(
-        texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
-    )
-    return np.asarray(vectors, dtype=np.float32)
+    return get_embedder(model_name, backend, threads).encode(texts, batch_size=batch_size)
 
 
 def finalize_partition(
@@ -146,6 +140,7 @@ def finalize_partition(
     threads: int,
     upsert_all: bool,
     lineage: dict[str, Any] | None = None,
+    backend: str = "torch",
 ) -> Iterator[pd.DataFrame]:
     """mapInPandas over one hash partition of chunk ids (all copies of an id meet here): see module doc."""
     import numpy as np
@@ -180,7 +175,7 @@ def finalize_partition(
     embedded = int(missing.sum())
     if embedded:
         texts = kept.loc[missing, "text"].tolist()
-        vectors = embed_texts(texts, model_name, batch_size, threads)
+        vectors = embed_texts(texts, model_name, batch_size, threads, backend)
         kept.loc[missing, "embedding"] = pd.Series(list(vectors), index=kept.index[missing], dtype=object)
     dim = len(kept["embedding"].iloc[0]) if len(kept) else 0
 
