@@ -15,7 +15,7 @@ from llmops.dataset.generators import Generated, normalise
 from llmops.exceptions import InputDataError
 from llmops.rag.snapshot import read_snapshot
 from llmops.sample_data import corpus_documents, prompt_for
-from llmops.training.data import dataset_files, read_dataset
+from llmops.training.data import dataset_files, dataset_version, read_dataset
 from tests.llmops.dataset.conftest import write_corpus, write_processed
 
 
@@ -184,6 +184,9 @@ def test_cli_build_and_training_reads_the_train_split(release1, tmp_path, capsys
     data = read_dataset(summary["dataset_uri"])
     assert len(data.rows) == summary["rows_train"]
     assert all(r["split"] == "train" and r["prompt"] and r["completion"] for _, r in data.rows)
+    lineage = dataset_version(summary["dataset_uri"])
+    assert lineage["dataset_hash"] == summary["dataset_hash"] and lineage["snapshot_id"] == summary["snapshot_id"]
+    assert lineage["generator"] == "extractive" and dataset_version(files[0]) is None
     (Path(summary["dataset_uri"]) / "train" / "part-00000.parquet").unlink()
     with pytest.raises(InputDataError, match="no training rows"):
         dataset_files(summary["dataset_uri"])
