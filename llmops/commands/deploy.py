@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 # The packaged example (`llmops.resources.resolve`), unless the working directory has a file of that name.
@@ -55,15 +56,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--summary-json", help="write a summary JSON here")
     p.set_defaults(handler=_deploy)
 
-    p = sub.add_parser(
-        "smoke",
-        help="load a model version on CPU (base + adapter) and answer a prompt, with latency figures",
-    )
-    p.add_argument("--model-uri", required=True, help="models:/ URI or a model/adapter folder")
-    p.add_argument("--prompt", help="prompt to answer (default: the first sample question)")
-    p.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate (greedy)")
-    p.add_argument("--summary-json", help="write a summary JSON here")
-    p.set_defaults(handler=_smoke)
+    for command in ("smoke", "serve"):
+        p = sub.add_parser(
+            command,
+            help="serve a model version on CPU with the pinned vLLM and its rendered arguments (fallback: "
+            "transformers), check it as a client and report start-up, latency, TTFT, tokens/s"
+            if command == "smoke" else
+            "run vLLM locally from a rendered manifests folder (its Deployment or ServingRuntime arguments), "
+            "check the served models, completions, chat and /metrics, then stop it",
+        )
+        p.add_argument("--model-uri", required=command == "smoke",
+                       help="models:/ URI or a model/adapter folder (serve: to map the pod's weight paths "
+                       "exactly; default: the mount maps to the data root)")
+        p.add_argument("--manifests", required=command == "serve",
+                       help="folder written by `llmops render` (smoke default: render --model-uri with --config)")
+        p.add_argument("--config", help="deploy config to render with (default: the deploy_config_file setting)")
+        p.add_argument("--engine", choices=("auto", "vllm", "transformers"),
+                       default="auto" if command == "smoke" else "vllm",
+                       help="vllm: the serving environment (`make vllm`); transformers: load with "
+                       "transformers+peft; auto: vllm when its environment exists and the CPU can run it")
+        p.add_argument("--prompt", help="prompt to answer (default: the first sample question)")
+        p.add_argument("--expect", help="text the answer must contain (exit 2 otherwise)")
+        p.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate (greedy)")
+        p.add_argument("--summary-json", help="write a summary JSON here")
+        p.set_defaults(handler=_smoke if command == "smoke" else _serve)
 
 
 def register_bench(bench_sub: argparse._SubParsersAction) -> None:
@@ -191,10 +207,38 @@ def _smoke(args: argparse.Namespace) -> int:
     from llmops.cli import print_json, write_summary
     from llmops.deploy.smoke import smoke
 
-    summary = smoke(args.model_uri, prompt=args.prompt, max_new_tokens=args.max_new_tokens)
+    summary = smoke(args.model_uri, prompt=args.prompt, max_new_tokens=args.max_new_tokens, engine=args.engine,
+                    manifests=args.manifests, config=args.config, expect=args.expect)
+    if summary.get("fallback_reason"):
+        print(f"llmops smoke: {summary['fallback_reason']}", file=sys.stderr)
     write_summary(args.summary_json, summary)
     print_json(summary)
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if args.model_uri:
+        return _smoke(args)
+    from llmops.cli import print_json, write_summary
+    from llmops.deploy.config import load_config
+    from llmops.deploy.smoke import default_prompt
+    from llmops.deploy.vllm_serve import read_folder, serve_and_check
+    from llmops.settings import load_settings
+
+    settings = load_settings()
+    cfg = load_config(args.config or settings.deploy_config_file, settings)
+    path_map = {cfg.source.mount_path: str(storage_local(settings.data_root))}
+    summary = serve_and_check(read_folder(args.manifests), path_map, args.prompt or default_prompt(),
+                              args.max_new_tokens, args.expect)
+    write_summary(args.summary_json, summary)
+    print_json(summary)
+    return 0
+
+
+def storage_local(uri: str) -> Path:
+    from llmops import storage
+
+    return storage.local_path(uri)
 
 
 def _bench_adapter() -> str:

@@ -1,8 +1,14 @@
-"""Smoke test of a model version on CPU: load it the way it was registered and answer one prompt.
+"""Smoke test of a model version on CPU: serve it the way the manifests say and answer one prompt.
 
-Local mode has no GPU and no vLLM, so the deploy step proves the version is servable by loading the
-base model with transformers, applying the PEFT adapter, and generating greedily (deterministic). It
-reports what a user waits for: load time, generation time and tokens per second.
+Engine `vllm` (`llmops.deploy.vllm_serve`): the version's manifests are rendered (or read from
+`--manifests`), the pinned vLLM runs the rendered container arguments here (translated only where CPU
+must differ), and a client checks `/v1/models`, `/v1/completions`, `/v1/chat/completions` and `/metrics`
+under the served names. It needs the serving environment (`make vllm`).
+
+Engine `transformers`, the fallback: the base model loaded with transformers, the PEFT adapter applied,
+greedy generation. It proves the weights load, not that vLLM serves them; `auto` (the default) uses it
+only when the serving environment is absent or the CPU cannot run vLLM, and the summary says so
+(`engine`, `fallback_reason`). Both report what a user waits for: start-up/load time, latency, tokens/s.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Any
 
 from llmops import storage
 from llmops.deploy.model import ServedModel, is_hub_id, served_model
-from llmops.exceptions import ModelLoadError
+from llmops.exceptions import ConfigError, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +80,93 @@ def load(served: ServedModel, tmp: Path) -> tuple[Any, Any, dict[str, Any]]:
     return model, tokenizer, info
 
 
-def smoke(model_uri: str, prompt: str | None = None, max_new_tokens: int = 32) -> dict[str, Any]:
+ENGINES = ("auto", "vllm", "transformers")
+
+
+def smoke(
+    model_uri: str,
+    prompt: str | None = None,
+    max_new_tokens: int = 32,
+    engine: str = "transformers",
+    manifests: str | None = None,
+    config: str | None = None,
+    expect: str | None = None,
+) -> dict[str, Any]:
+    """Serve the version with `engine` (`auto`, `vllm`, `transformers`) and answer `prompt` greedily.
+
+    `manifests`: a folder written by `llmops render` (default: render `model_uri` with `config`, the
+    `deploy_config_file` setting when None). `expect`: text the answer must contain."""
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine!r}: use one of {', '.join(ENGINES)}")
+    fallback = None
+    if engine == "auto":
+        from llmops.deploy.vllm_serve import cpu_unsupported, serving_python, venv_dir
+
+        if serving_python() is None:
+            fallback = f"no serving environment at {venv_dir()} (create it with `make vllm`)"
+        else:
+            fallback = cpu_unsupported()
+        engine = "transformers" if fallback else "vllm"
+        if fallback:
+            log.warning("smoke test with transformers, not vLLM: %s", fallback)
+    if engine == "vllm":
+        return smoke_vllm(model_uri, prompt, max_new_tokens, manifests, config, expect)
+    summary = smoke_transformers(model_uri, prompt, max_new_tokens)
+    summary["engine"] = "transformers"
+    if fallback:
+        summary["fallback_reason"] = f"transformers fallback, vLLM not run: {fallback}"
+    if expect is not None and expect.strip() not in summary["answer"]:
+        raise ModelLoadError(f"{model_uri} answered {summary['answer']!r}, expected {expect.strip()!r}")
+    return summary
+
+
+def smoke_vllm(
+    model_uri: str,
+    prompt: str | None,
+    max_new_tokens: int,
+    manifests: str | None,
+    config: str | None,
+    expect: str | None,
+) -> dict[str, Any]:
+    """The version served by the pinned vLLM with its rendered arguments (`llmops.deploy.vllm_serve`)."""
+    from llmops.deploy.config import load_config
+    from llmops.deploy.render import model_source, render_uri
+    from llmops.deploy.vllm_serve import read_folder, require_serving, serve_and_check
+    from llmops.settings import load_settings
+
+    require_serving()
+    served = served_model(model_uri)
+    prompt = prompt or default_prompt()
+    settings = load_settings()
+    cfg = load_config(config or settings.deploy_config_file, settings)
+    with tempfile.TemporaryDirectory(prefix="llmops-smoke-") as tmp:
+        if manifests:
+            files = read_folder(manifests)
+        else:
+            files = dict(render_uri(model_uri, cfg).files)
+        # The pod's weight paths -> the local folders (downloaded when on s3://) they are copies of.
+        source = model_source(cfg, served)
+        path_map = {}
+        if served.is_adapter:
+            path_map[source.serve] = _local(str(served.base), Path(tmp), "base")
+            path_map[str(source.lora)] = _local(str(served.adapter), Path(tmp), "adapter")
+        else:
+            path_map[source.serve] = _local(str(served.model), Path(tmp), "model")
+        if cfg.source.kind == "pvc" and cfg.source.mirrors and not storage.is_s3(cfg.source.mirrors):
+            path_map.setdefault(cfg.source.mount_path, str(storage.local_path(cfg.source.mirrors)))
+        summary = serve_and_check(files, path_map, prompt, max_new_tokens, expect)
+    return {
+        "model_uri": model_uri,
+        "name": served.name,
+        "version": served.version,
+        "run_id": served.run_id,
+        "adapter": served.is_adapter,
+        "generate_s": summary["latency_s"],
+        **summary,
+    }
+
+
+def smoke_transformers(model_uri: str, prompt: str | None = None, max_new_tokens: int = 32) -> dict[str, Any]:
     """Load the version, answer `prompt` greedily, and time both; fails when nothing is generated."""
     import torch
 
