@@ -68,7 +68,9 @@ java:
 demo: $(STAMP)
 	$(BIN)/python -m llmops.demo
 
-test: $(STAMP)
+# The serving environment too: the slow vLLM test serves a trained adapter with the pinned vLLM (it skips,
+# saying why, on a CPU without AVX-512).
+test: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 

@@ -25,8 +25,8 @@ run at a time.
    config, training parameters; alias `challenger`); `promote` moves
    `champion` to it and emits `llmops_model`.
 6. `render_manifests` renders and validates the vLLM manifests for the new version; `smoke_test`
-   (local mode) loads it and answers a prompt; `deploy` makes it live (GitOps pointer, and server-side
-   apply with rollout wait and rollback in mode kubernetes).
+   (local mode) serves them with the pinned vLLM (transformers fallback) and answers a prompt; `deploy`
+   makes it live (GitOps pointer, and server-side apply with rollout wait and rollback in mode kubernetes).
 """
 
 from __future__ import annotations
@@ -212,8 +212,14 @@ with DAG(
         execution_timeout=pendulum.duration(hours=2),
     )
     if settings.mode == "local":
-        # No cluster to roll out to: load the registered version (base + adapter) and answer a prompt.
-        smoke = step_operator(task_id="smoke_test", step="smoke", arguments=["--model-uri", VERSION_URI])
+        # No cluster to roll out to: serve the rendered manifests' arguments with the pinned vLLM (`make vllm`;
+        # transformers + peft when that environment is absent, said in the summary) and answer a prompt.
+        smoke = step_operator(
+            task_id="smoke_test",
+            step="smoke",
+            arguments=["--model-uri", VERSION_URI, "--config", "{{ params.deploy_config }}", "--manifests",
+                       "{{ ti.xcom_pull(task_ids='render_manifests')['manifests_uri'] }}"],
+        )
         evaluation["promote"] >> render >> smoke >> deploy
     else:
         evaluation["promote"] >> render >> deploy
