@@ -1,0 +1,131 @@
+"""Embedding backends: the ONNX export against torch, its cache, the backend checks, the bench's guard.
+
+The packaged all-MiniLM-L6-v2 is exported for real (offline, into a temporary model cache).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from llmops import embedding
+from llmops.exceptions import ConfigError
+from llmops.rag.bench import QUALITY_GUARD, hits_at_5, quality, query_set
+
+TEXTS = [
+    "Pods are the smallest deployable units of computing that you can create and manage in Kubernetes.",
+    "kubectl",
+    "A Service is a method for exposing a network application that is running as one or more Pods in your "
+    "cluster. " * 8,
+    "ConfigMaps hold non-confidential data in key-value pairs.",
+    "Ein Satz auf Deutsch, damit der Tokenizer auch Umlaute sieht: Größe, Übung.",
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def model_cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LLMOPS_MODEL_CACHE", str(root))
+    embedding.get_embedder.cache_clear()
+    yield root
+    embedding.get_embedder.cache_clear()
+    mp.undo()
+
+
+def test_onnx_matches_torch_per_text_in_the_callers_order(model_cache):
+    ref = embedding.embed(TEXTS, backend="torch")
+    got = embedding.embed(TEXTS, backend="onnx", batch_size=2)  # several batches, sorted by length inside
+    assert got.shape == ref.shape and got.dtype == np.float32
+    cos = np.sum(ref * got, axis=1)
+    assert cos.min() >= 0.9999, cos
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    # Reversed input, reversed rows: the length sort is undone.
+    back = embedding.embed(TEXTS[::-1], backend="onnx", batch_size=4)
+    assert np.allclose(back[::-1], got, atol=1e-5)
+
+
+def test_int8_is_close_but_not_identical(model_cache):
+    ref = embedding.embed(TEXTS, backend="torch")
+    got = embedding.embed(TEXTS, backend="onnx-int8")
+    cos = np.sum(ref * got, axis=1)
+    assert cos.min() > 0.9, cos
+    assert cos.min() < 0.99999  # really quantized, not the fp32 export under another name
+
+
+def test_export_is_cached_by_model_hash_and_backend(model_cache):
+    path = embedding.export_model("all-MiniLM-L6-v2", "onnx")
+    digest = embedding.model_hash("all-MiniLM-L6-v2")
+    assert path == model_cache / "all-MiniLM-L6-v2" / digest / "onnx.onnx"
+    mtime = path.stat().st_mtime_ns
+    assert embedding.export_model("all-MiniLM-L6-v2", "onnx") == path
+    assert path.stat().st_mtime_ns == mtime  # not exported again
+    int8 = embedding.export_model("all-MiniLM-L6-v2", "onnx-int8")
+    assert int8.parent == path.parent and int8.name == "onnx-int8.onnx"
+    assert int8.stat().st_size < path.stat().st_size / 2
+
+
+def test_backend_checks():
+    assert embedding.check_backend("onnx") == "onnx"
+    with pytest.raises(ConfigError, match="openvino.*choose one of torch, onnx, onnx-int8"):
+        embedding.check_backend("openvino")
+    assert embedding.equivalent_backends("torch", "onnx")
+    assert not embedding.equivalent_backends("onnx", "onnx-int8")
+    embedding.check_query_backend("onnx", "torch", "/idx")
+    with pytest.raises(ConfigError, match="embedded with backend 'onnx-int8'.*--embedding-backend onnx-int8"):
+        embedding.check_query_backend("onnx-int8", "torch", "/idx")
+
+
+def test_search_refuses_a_backend_the_index_was_not_built_with(tmp_path):
+    from llmops.rag.search import search
+    from llmops.rag.snapshot import SCHEMA_VERSION
+
+    manifest = {"schema_version": SCHEMA_VERSION, "embedding_model": "all-MiniLM-L6-v2",
+                "embedding_backend": "onnx-int8",
+                "vector_store": {"uri": str(tmp_path / "milvus.db"), "collection": "c"}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match=f"index {tmp_path} was embedded with backend 'onnx-int8'"):
+        search(str(tmp_path), "what is a pod", backend="torch")
+    with pytest.raises(ConfigError, match="--embedding-backend = 'tensorflow'"):
+        search(str(tmp_path), "what is a pod", backend="tensorflow")
+
+
+def test_old_manifests_read_as_torch():
+    from llmops.rag.snapshot import embedding_backend
+
+    assert embedding_backend({"schema_version": 1}) == "torch"
+    assert embedding_backend({"embedding_backend": "onnx"}) == "onnx"
+
+
+def test_hits_at_5_and_query_set():
+    import pandas as pd
+
+    frame = pd.DataFrame({"heading_path": ["Guide > Create a Pod", "Guide > Delete a Pod", "Intro", ""]})
+    queries = query_set(frame)
+    assert sorted(q for q, _ in queries) == ["Create a Pod", "Delete a Pod"]  # one-word headings left out
+    index = np.eye(4, dtype=np.float32)
+    relevant = [np.array([True, False, False, False]), np.array([False, False, False, True])]
+    q = np.array([[1, 0, 0, 0], [0, 1, 0, 0]], dtype=np.float32)
+    assert hits_at_5(index, q, relevant, k=1).tolist() == [True, False]
+    assert hits_at_5(index, q, relevant, k=4).tolist() == [True, True]
+
+
+def test_quality_guard_passes_identical_and_fails_degraded_embeddings():
+    import pandas as pd
+
+    texts = ["How to create a Pod", "Scaling a Deployment", "Configure a Service account", "Volume snapshots"]
+    frame = pd.DataFrame({"heading_path": [f"Docs > {t}" for t in texts], "text": texts})
+    vectors = embedding.embed(texts, backend="torch")
+    same = quality(vectors, vectors, frame, "all-MiniLM-L6-v2", "torch")
+    assert same["passed"] and same["cosine_min"] >= 0.9999 and same["queries"] == 4
+    assert same["hit_at_5"] == same["hit_at_5_torch"]
+    rng = np.random.default_rng(0)
+    noisy = vectors + rng.normal(scale=0.1, size=vectors.shape).astype(np.float32)
+    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+    bad = quality(noisy, vectors, frame, "all-MiniLM-L6-v2", "torch")
+    assert not bad["passed"]
+    assert any(f.startswith("cosine p1") for f in bad["failures"])
+    assert bad["cosine_p1"] < QUALITY_GUARD["cosine_p1"]
