@@ -49,7 +49,7 @@ class MetricRule(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     task: str
-    """lm-eval task name (e.g. `larkspur_mc`)."""
+    """lm-eval task name (e.g. `corpus_mc`)."""
 
     metric: str
     """Metric name as lm-eval reports it (`acc`, `rougeL`; `metric,filter` for a non-default filter)."""

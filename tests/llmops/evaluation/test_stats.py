@@ -71,7 +71,7 @@ def test_bootstrap_identical_scores_gives_zero_width_and_p_one():
 
 
 def test_seed_for_is_stable_across_processes():
-    assert stats.seed_for(1, "larkspur_mc/acc") == stats.seed_for(1, "larkspur_mc/acc")
-    assert stats.seed_for(1, "larkspur_mc/acc") != stats.seed_for(1, "larkspur_qa/rougeL")
+    assert stats.seed_for(1, "corpus_mc/acc") == stats.seed_for(1, "corpus_mc/acc")
+    assert stats.seed_for(1, "corpus_mc/acc") != stats.seed_for(1, "corpus_qa/rougeL")
     # A fixed value: Python's salted hash() would change from one process to the next.
     assert stats.seed_for(1, "x") == 0x553F121D1ECEF2A1
