@@ -180,5 +180,6 @@ def test_vllm_serves_the_trained_adapter_on_its_base(serving_env, data_root, tmp
     # What ran is the rendered Deployment's argument list, translated only where CPU differs.
     assert s["manifest"] == "deployment.yaml" and "--enable-lora" in s["command"]
     assert s["command"][s["command"].index("--max-lora-rank") + 1] == "32"
-    assert s["metrics"]["vllm:e2e_request_latency_seconds_count"] >= 4
+    assert s["metrics"]["vllm:e2e_request_latency_seconds_count"] >= 6  # 3 requests per served name
+    assert s["metrics"]["vllm:lora_requests_info"] == 1.0
     assert s["stopped"] in ("terminated", "killed", "gone")
