@@ -1,4 +1,5 @@
-"""The local smoke test on a tiny real model: base + LoRA adapter loaded with transformers/peft on CPU."""
+"""The transformers engine of the smoke test (the fallback when the serving environment is absent): a tiny
+real model, base + LoRA adapter loaded with transformers/peft on CPU. vLLM: test_deploy_vllm.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ pytestmark = pytest.mark.slow
 
 def test_smoke_answers_with_the_adapter_applied(tiny_base, tiny_adapter, tmp_path, capsys):
     summary_file = tmp_path / "smoke.json"
-    code = main(["smoke", "--model-uri", str(tiny_adapter), "--max-new-tokens", "8", "--summary-json", str(summary_file)])
+    code = main(["smoke", "--model-uri", str(tiny_adapter), "--engine", "transformers", "--max-new-tokens", "8",
+                 "--summary-json", str(summary_file)])
     assert code == 0, capsys.readouterr().err
     summary = json.loads(summary_file.read_text())
     assert summary["adapter"] is True
@@ -39,7 +41,7 @@ def test_smoke_names_a_missing_base_model(tiny_adapter, tmp_path, capsys):
     cfg = json.loads((broken / "adapter_config.json").read_text())
     cfg["base_model_name_or_path"] = str(tmp_path / "gone")
     (broken / "adapter_config.json").write_text(json.dumps(cfg))
-    assert main(["smoke", "--model-uri", str(broken)]) == 2
+    assert main(["smoke", "--model-uri", str(broken), "--engine", "transformers"]) == 2
     assert f"base folder {tmp_path / 'gone'} does not exist" in capsys.readouterr().err
 
 
@@ -73,6 +75,7 @@ def test_registered_version_renders_and_answers(tiny_base, tiny_adapter, data_ro
     assert main(["validate", rendered["manifests_uri"]]) == 0
 
     smoke_file = tmp_path / "smoke.json"
-    assert main(["smoke", "--model-uri", uri, "--max-new-tokens", "4", "--summary-json", str(smoke_file)]) == 0
+    assert main(["smoke", "--model-uri", uri, "--engine", "transformers", "--max-new-tokens", "4",
+                 "--summary-json", str(smoke_file)]) == 0
     smoke = json.loads(smoke_file.read_text())
     assert smoke["version"] == version and smoke["lora_modules"] == 4 and smoke["new_tokens"] >= 1
