@@ -56,11 +56,13 @@ def test_sensor_then_preprocess_then_nothing_new(run_dag):
 def test_preprocess_form_overrides_settings_for_one_run(dagbag):
     dag = dagbag.get_dag("llmops_preprocess")
     params = {name: dag.params.get_param(name) for name in dag.params}
-    assert set(params) == {"input_uri", "chunk_size", "chunk_overlap", "embedding_model"}
+    assert set(params) == {"input_uri", "chunk_size", "chunk_overlap", "embedding_model", "embedding_backend"}
     from llmops.settings import load_settings
 
     s = load_settings()
     assert params["input_uri"].value == s.landing and params["chunk_size"].value == s.chunk_size
     task = dag.get_task("preprocess")
     assert "{{ params.chunk_size }}" in task.arguments and "{{ params.input_uri }}" in task.arguments
+    assert params["embedding_backend"].value == s.embedding_backend
+    assert "{{ params.embedding_backend }}" in task.arguments
     assert dag.get_task("publish_corpus").outlets[0].name == "llmops_corpus"
