@@ -22,8 +22,10 @@ run at a time.
    significantly better on `new`, not worse on `retained`); a rejection skips promotion and deployment,
    with the reasons in the task log.
 5. `register` records the version in MLflow with its lineage (dataset hash, snapshot, generator and
-   config, training parameters; alias `challenger`); `promote` moves
-   `champion` to it and emits `llmops_model`.
+   config, training parameters; alias `challenger`); `approve` asks a human when the Param `approval` is
+   `required` (body: the gate report; Reject or no answer within `approval_timeout_hours` keeps the
+   champion; the decision is recorded on the version); `promote` moves `champion` to it and emits
+   `llmops_model`.
 6. `render_manifests` renders and validates the vLLM manifests for the new version; `smoke_test`
    (local mode) serves them with the pinned vLLM (transformers fallback) and answers a prompt; `deploy`
    makes it live (GitOps pointer, and server-side apply with rollout wait and rollback in mode kubernetes).
@@ -39,6 +41,7 @@ from llmops.training.config import param_spec
 from llmops.training.inputs import LATEST, run_locations
 from llmops.training.inputs import RUN_KEY_TEMPLATE as RUN_KEY
 from llmops_operators import airflow_settings, step_operator
+from llmops_operators.approval import PromotionApprovalOperator
 from llmops_operators.assets import DATASET, MODEL
 from llmops_operators.deploy import DeployManifestsOperator
 from llmops_operators.evaluation import gate_tasks
@@ -141,6 +144,15 @@ with DAG(
             description="auto: server-side apply in mode kubernetes, GitOps folder only in mode local; "
             "false: only move the GitOps pointer (Argo CD or Flux applies); true: always apply.",
         ),
+        "approval": Param(
+            settings.approval,
+            type="string",
+            enum=["none", "required"],
+            title="Human approval",
+            description="required: `approve` waits for Approve/Reject in Required actions (body: the gate "
+            "report) before promotion; no answer within approval_timeout_hours means Reject. none: promote "
+            "when the gate passes.",
+        ),
     },
 ) as dag:
     check = retrain_trigger(task_id="check_trigger", training_params=TRAINING_PARAMS)
@@ -199,6 +211,15 @@ with DAG(
         settings=settings,
     )
     train >> [evaluation["evaluate_candidate"], evaluation["evaluate_champion"]]
+
+    # Between register and promote; skipped with promote when the gate rejects.
+    approve = PromotionApprovalOperator(
+        task_id="approve",
+        gate_report="{{ ti.xcom_pull(task_ids='gate')['report_uri'] }}",
+        version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
+        settings=settings,
+    )
+    [evaluation["gate"], evaluation["register"]] >> approve >> evaluation["promote"]
 
     render = step_operator(
         task_id="render_manifests",

@@ -159,9 +159,10 @@ def mlflow_ui_url() -> str:
 
 
 def _step_operators() -> list[type]:
+    from llmops_operators.approval import PromotionApprovalOperator
     from llmops_operators.local import LocalStepOperator
 
-    operators: list[type] = [LocalStepOperator]
+    operators: list[type] = [LocalStepOperator, PromotionApprovalOperator]
     try:
         from llmops_operators.kubernetes import KubernetesStepOperator
     except ImportError:  # the Kubernetes provider is optional in local mode

@@ -15,7 +15,7 @@ from tests.conftest import task_states
 
 LIFECYCLE = [
     "check_trigger", "resolve_inputs", "train", "evaluate_candidate", "evaluate_champion", "gate",
-    "register", "promote", "render_manifests", "smoke_test", "deploy",
+    "register", "approve", "promote", "render_manifests", "smoke_test", "deploy",
 ]
 
 
@@ -39,7 +39,7 @@ def test_params_and_wiring(dagbag):
     assert [t.task_id for t in dag.topological_sort()] == LIFECYCLE
     for name in ("base_model", "dataset", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate",
                  "max_steps", "epochs", "batch_size", "max_seq_len", "gpus", "eval_limit", "gate_policy",
-                 "deploy_config", "deploy_apply"):
+                 "deploy_config", "deploy_apply", "approval"):
         param = dag.params.get_param(name)
         schema = param.schema
         assert schema.get("title") and (schema.get("description") or param.description), name
@@ -52,6 +52,10 @@ def test_params_and_wiring(dagbag):
     assert "{{ dag.dag_id }}" in out and "run_id" in out and out.endswith("/train")
     # A gate rejection (skip) must skip promotion and everything after it.
     assert "gate" in dag.get_task("promote").upstream_task_ids
+    # The human approval sits between register and promote, and is skipped with them on a rejection.
+    assert dag.get_task("approve").upstream_task_ids == {"gate", "register"}
+    assert "approve" in dag.get_task("promote").upstream_task_ids
+    assert dag.params["approval"] == "none"
     assert dag.get_task("check_trigger").downstream_task_ids == {"resolve_inputs"}
 
 

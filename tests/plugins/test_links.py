@@ -69,13 +69,14 @@ def test_report_urls(tmp_path):
 
 
 def test_plugin_registers_the_links_for_both_step_operators():
+    from llmops_operators.approval import PromotionApprovalOperator
     from llmops_operators.kubernetes import KubernetesStepOperator
     from llmops_operators.local import LocalStepOperator
 
     links = LlmopsPlugin.operator_extra_links
     assert [link.name for link in links] == [MLFLOW_RUN, MODEL_VERSION, REPORT, LINEAGE]
     for link in links:
-        assert link.operators == [LocalStepOperator, KubernetesStepOperator]
+        assert link.operators == [LocalStepOperator, PromotionApprovalOperator, KubernetesStepOperator]
 
 
 @pytest.mark.slow
