@@ -183,3 +183,22 @@ def test_vllm_serves_the_trained_adapter_on_its_base(serving_env, data_root, tmp
     assert s["metrics"]["vllm:e2e_request_latency_seconds_count"] >= 6  # 3 requests per served name
     assert s["metrics"]["vllm:lora_requests_info"] == 1.0
     assert s["stopped"] in ("terminated", "killed", "gone")
+
+
+@pytest.mark.slow
+def test_llmops_serve_names_the_argument_the_pinned_vllm_rejects(serving_env, data_root, tmp_path, capsys):
+    """A rendered folder whose arguments this vLLM does not know: `llmops serve` fails naming the argument."""
+    from llmops.cli import main
+    from llmops.training.base_model import build_base_model
+
+    base = data_root / "vllm-tests-reject" / "tiny-llama"
+    if not base.exists():
+        build_base_model(base, pretrain_steps=0)
+    out = tmp_path / "gitops"
+    assert main(["render", "--model-uri", str(base), "--config", "examples/local/deploy.yaml", "--out", str(out),
+                 "--set", "extra_args=[--max-lora-ranks, '16']", "--summary-json", str(tmp_path / "r.json")]) == 0
+    folder = json.loads((tmp_path / "r.json").read_text())["manifests_uri"]
+    capsys.readouterr()
+    assert main(["serve", "--manifests", folder, "--config", "examples/local/deploy.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "vLLM rejected the rendered argument --max-lora-ranks 16" in err, err
