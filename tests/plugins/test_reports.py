@@ -104,3 +104,22 @@ def test_lineage_page(client, model_version, drift_report, airflow_db):
     warm = time.perf_counter() - started
     print(f"lineage page: first request {elapsed:.3f}s, next {warm:.3f}s")
     assert client.get(f"/lineage/{quote(name)}/999").status_code == 422
+
+
+def test_lineage_shows_the_runs_manifests_and_deployment(model_version):
+    """The plugin passes the registering Airflow run's step summaries (render_manifests, deploy)."""
+    from llmops.reports.lineage import Urls, lineage_page, version_lineage
+
+    name, version = model_version
+    urls = Urls(airflow="http://af:8080", mlflow="http://mlflow:5000", report=lambda kind, uri: f"http://af:8080/{kind}")
+    summaries = {
+        "render_manifests": {"manifests_uri": "/data/manifests/llmops-ui-test/1", "version": version},
+        "deploy": {"manifests_uri": "/data/manifests/llmops-ui-test/1", "applied": False, "live_version": version},
+    }
+    stages = {s.name: s for s in version_lineage(load_settings(), name, version, urls, run_summaries=summaries)}
+    assert [link.text for link in stages["manifests"].items][0] == "/data/manifests/llmops-ui-test/1"
+    assert any(link.href and link.href.endswith("/tasks/render_manifests") for link in stages["manifests"].items)
+    assert '"live_version": "1"' in stages["deployments"].details[0]
+    assert any(link.href and link.href.endswith("/tasks/deploy") for link in stages["deployments"].items)
+    page = lineage_page(name, version, list(stages.values()))
+    assert "/data/manifests/llmops-ui-test/1" in page and "nothing recorded" not in page.split('id="deployments"')[1]
