@@ -23,7 +23,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint java clean airflow mlflow-ui vllm
+.PHONY: install demo test lint java browser clean airflow mlflow-ui vllm
 
 install: $(STAMP)
 
@@ -65,12 +65,25 @@ java:
 	  fi; \
 	fi
 
+# The UI tests drive Debian's Chromium through its ChromeDriver (never a downloaded browser). Installed from
+# Debian when missing and we are root; otherwise those tests skip, saying why.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "chromium/chromedriver not found: installing Debian's chromium and chromium-driver"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else \
+	    echo "chromium/chromedriver not found: the browser tests will skip (sudo apt-get install chromium chromium-driver)"; \
+	  fi; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/python -m llmops.demo
 
 # The serving environment too: the slow vLLM test serves a trained adapter with the pinned vLLM (it skips,
 # saying why, on a CPU without AVX-512).
 test: $(STAMP) $(VLLM_STAMP)
+	@$(MAKE) --no-print-directory browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
