@@ -200,6 +200,11 @@ class Demo:
         smoke = self.xcom("llmops_finetune", first["run"], "smoke_test") or {}
         self.row("smoke test v1", f"{_num(smoke.get('generate_s'), 3)} s to answer {smoke.get('prompt')!r}: "
                                   f"{str(smoke.get('answer') or '')[:60]!r}")
+        if smoke.get("engine") == "vllm":
+            self.row("served by", f"vLLM {smoke.get('vllm_version')} as {smoke.get('model')!r} (start-up "
+                                  f"{_num(smoke.get('startup_s'), 1)} s, warm {_num(smoke.get('latency_warm_s'), 3)} s)")
+        else:
+            self.row("served by", str(smoke.get("fallback_reason") or "transformers"))
         self.held_out(first["run"], built["dataset"])
         return first
 
