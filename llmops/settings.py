@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from llmops.docstrings import field_docstrings
 from llmops.exceptions import ConfigError
 
 ENV_PREFIX = "LLMOPS_"
@@ -43,11 +44,12 @@ def default_data_root() -> str:
     return str(Path.home() / ".llmops")
 
 
+@field_docstrings
 class Settings(BaseModel):
     """Deployment-wide settings. Per-run knobs (learning rate, chunk size for one run) are CLI flags
     and DAG Params, not settings."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # --- where things run and live ---------------------------------------------------------------
     mode: Literal["local", "kubernetes"] = "local"

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmops import storage
+from llmops.docstrings import field_docstrings
 from llmops.exceptions import ConfigError
 from llmops.settings import Settings
 
@@ -19,10 +20,11 @@ Status = Literal["drift", "no_drift", "not_enough_data"]
 REPORT_VERSION = 2
 
 
+@field_docstrings
 class DriftConfig(BaseModel):
     """What one drift check compares and how strictly."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     reference_uri: str
     """Training-side sample: a preprocessing output folder, or JSONL/Parquet files (e.g. `finetune.jsonl`)."""

@@ -9,15 +9,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmops import storage
+from llmops.docstrings import field_docstrings
 from llmops.exceptions import ConfigError
 from llmops.rag.chunking import ChunkingConfig
 from llmops.settings import Settings, default_vector_store
 
 
+@field_docstrings
 class PreprocessConfig(BaseModel):
     """One run of the preprocessing job. Built from the settings plus per-run overrides."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     input_uri: str
     """Folder or `s3://` prefix holding the documents (recursively)."""

@@ -32,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmops import sample_data
+from llmops.docstrings import field_docstrings
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,11 @@ the fine-tuning rows and evaluation tasks. The user turn already ends with `Answ
 `add_generation_prompt` adds nothing."""
 
 
+@field_docstrings
 class BaseModelSpec(BaseModel):
     """Shape and build recipe of the tiny local base model."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     seed: int = DEFAULT_SEED
     """Seed of the tokenizer's training text order, the weight initialisation and the pretraining."""

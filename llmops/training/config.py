@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from llmops.docstrings import field_docstrings
 from llmops.exceptions import ConfigError
 
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "embed_tokens"]
@@ -22,10 +23,11 @@ DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "
 adapter is what lets LoRA learn new facts about new names within the time budget (README, training)."""
 
 
+@field_docstrings
 class TrainConfig(BaseModel):
     """One fine-tuning run: what to train on, the LoRA adapter, the optimisation, the checkpoints."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # --- inputs ------------------------------------------------------------------------------------
     base_model: str | None = None

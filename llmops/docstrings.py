@@ -1,0 +1,56 @@
+"""Field descriptions from the docstring under each field, read cheaply.
+
+Every typed config here documents a field with a string right below it (STYLE.md, habit 4); the
+descriptions feed the README tables, the CLI help and the DAG trigger forms. Pydantic's
+`use_attribute_docstrings=True` reads them too, but on Python < 3.13 it finds the class source by
+walking the call stack through `inspect.getmodule`, whose first call resolves the file of every loaded
+module: after `import airflow.sdk` (about 1,400 modules) that cost ~150 ms per process, paid by every
+DAG file that imports the settings. This decorator parses the class's own source instead.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=type[BaseModel])
+
+
+def attribute_docstrings(source: str, class_name: str) -> dict[str, str]:
+    """`{field: docstring}` for the annotated assignments of class `class_name` in `source` that are
+    directly followed by a string literal (the same rule as pydantic's `use_attribute_docstrings`)."""
+    tree = ast.parse(textwrap.dedent(source))
+    cls = next(
+        (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == class_name), None
+    )
+    if cls is None:
+        return {}
+    docs: dict[str, str] = {}
+    for stmt, following in zip(cls.body, cls.body[1:], strict=False):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[stmt.target.id] = inspect.cleandoc(following.value.value)
+    return docs
+
+
+def field_docstrings(model: M) -> M:
+    """Class decorator: give each field of `model` without a `description` the docstring below it, then
+    rebuild the model so its JSON schema carries them (what `use_attribute_docstrings=True` does)."""
+    docs = attribute_docstrings(inspect.getsource(model), model.__name__)
+    changed = False
+    for name, field in model.model_fields.items():
+        if field.description is None and name in docs:
+            field.description = docs[name]
+            changed = True
+    if changed:
+        model.model_rebuild(force=True)
+    return model
