@@ -49,7 +49,7 @@ class Settings(BaseModel):
     """Deployment-wide settings. Per-run knobs (learning rate, chunk size for one run) are CLI flags
     and DAG Params, not settings."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
 
     # --- where things run and live ---------------------------------------------------------------
     mode: Literal["local", "kubernetes"] = "local"

@@ -24,7 +24,7 @@ REPORT_VERSION = 2
 class DriftConfig(BaseModel):
     """What one drift check compares and how strictly."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     reference_uri: str
     """Training-side sample: a preprocessing output folder, or JSONL/Parquet files (e.g. `finetune.jsonl`)."""

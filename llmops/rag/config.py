@@ -19,7 +19,7 @@ from llmops.settings import Settings, default_vector_store
 class PreprocessConfig(BaseModel):
     """One run of the preprocessing job. Built from the settings plus per-run overrides."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     input_uri: str
     """Folder or `s3://` prefix holding the documents (recursively)."""

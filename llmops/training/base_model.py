@@ -61,7 +61,7 @@ the fine-tuning rows and evaluation tasks. The user turn already ends with `Answ
 class BaseModelSpec(BaseModel):
     """Shape and build recipe of the tiny local base model."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     seed: int = DEFAULT_SEED
     """Seed of the tokenizer's training text order, the weight initialisation and the pretraining."""

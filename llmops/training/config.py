@@ -27,7 +27,7 @@ adapter is what lets LoRA learn new facts about new names within the time budget
 class TrainConfig(BaseModel):
     """One fine-tuning run: what to train on, the LoRA adapter, the optimisation, the checkpoints."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
 
     # --- inputs ------------------------------------------------------------------------------------
     base_model: str | None = None

@@ -95,3 +95,16 @@ def test_project_models_match_pydantic_extraction(module, model):
     expected = extract_docstrings_from_cls(cls, use_inspect=True)
     got = {k: f.description for k, f in cls.model_fields.items() if k in expected}
     assert expected and got == expected
+
+
+def test_deferred_model_builds_once_with_the_descriptions():
+    @field_docstrings
+    class Deferred(BaseModel):
+        model_config = ConfigDict(defer_build=True)
+
+        size: int = 1
+        """How many."""
+
+    assert not Deferred.__pydantic_complete__  # not built by the decorator
+    assert Deferred.model_json_schema()["properties"]["size"]["description"] == "How many."
+    assert Deferred(size=2).size == 2
