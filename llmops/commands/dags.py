@@ -10,7 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def register_bench(bench: argparse._SubParsersAction) -> None:
-    p = bench.add_parser("parse", help="parse time of each DAG file vs a trivial DAG file (fresh processes)")
+    p = bench.add_parser("parse", help="each DAG file's own parse time after airflow.sdk is imported, vs a trivial DAG (fresh processes, median)")
     p.add_argument("--repeats", type=int, default=5, help="runs per file (median kept)")
     p.add_argument("--json", action="store_true", help="print JSON (the default output)")
     p.set_defaults(handler=_run)
