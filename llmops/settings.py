@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from llmops.docstrings import field_docstrings
 from llmops.exceptions import ConfigError
+from llmops.validation import config_error
 
 ENV_PREFIX = "LLMOPS_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -536,18 +537,12 @@ def _build(values: dict[str, Any], source: str) -> Settings:
     try:
         return Settings(**values)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "settings"
-            value = err.get("input")
-            shown = "" if isinstance(value, dict) else f" = {value!r}"
-            hint = f"; set {ENV_PREFIX}{field.upper()} or [llmops] {field}" if field != "settings" else ""
-            if err["type"] == "extra_forbidden":
-                msg = "is not a known setting (see `llmops settings`)"
-            else:
-                msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{field}{shown}: {msg}{hint}")
-        raise ConfigError(f"invalid settings ({source}): " + "; ".join(problems)) from None
+        raise config_error(
+            f"settings ({source})",
+            exc,
+            hint=lambda field: f"; set {ENV_PREFIX}{field.upper()} or [llmops] {field}",
+            unknown="is not a known setting (see `llmops settings`)",
+        ) from None
 
 
 def load_settings(

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from llmops.exceptions import ConfigError
 from llmops.settings import QUANTITY, Settings
+from llmops.validation import config_error
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -489,22 +490,12 @@ def build_config(
     try:
         return DeployConfig(**values)
     except ValidationError as exc:
-        raise ConfigError(f"invalid {source}: " + "; ".join(_describe(e) for e in exc.errors())) from None
-
-
-def _describe(err: dict[str, Any]) -> str:
-    field = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        return f"{field}: is not a known field (see `llmops render --explain`)"
-    if err["type"] == "missing":
-        return f"{field}: a value is required (add it to the config, or to {VALUES_FILE} for a default)"
-    if not field:
-        # Cross-field checks name their fields in the message itself.
-        return msg
-    value = err.get("input")
-    shown = "" if isinstance(value, dict | list) else f" = {value!r}"
-    return f"{field}{shown}: {msg}"
+        raise config_error(
+            source,
+            exc,
+            unknown="is not a known field (see `llmops render --explain`)",
+            missing=f"a value is required (add it to the config, or to {VALUES_FILE} for a default)",
+        ) from None
 
 
 def load_config(uri: str | None, settings: Settings | None = None, **overrides: Any) -> DeployConfig:

@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from llmops import storage
 from llmops.docstrings import field_docstrings
-from llmops.exceptions import ConfigError
 from llmops.rag.chunking import ChunkingConfig
 from llmops.settings import Settings, default_vector_store
+from llmops.validation import config_error
 
 
 @field_docstrings
@@ -99,12 +99,9 @@ class PreprocessConfig(BaseModel):
         try:
             return cls(**values)
         except ValidationError as exc:
-            problems = []
-            for err in exc.errors():
-                field = ".".join(str(p) for p in err["loc"]) or "config"
-                shown = f" = {json.dumps(err.get('input'), default=str)}" if field != "config" else ""
-                problems.append(f"{field}{shown}: {err['msg'].removeprefix('Value error, ')}")
-            raise ConfigError("invalid preprocessing config: " + "; ".join(problems)) from None
+            raise config_error(
+                "preprocessing config", exc, show=lambda value: json.dumps(value, default=str)
+            ) from None
 
 
 def absolute_uri(uri: str, what: str) -> str:

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmops import sample_data
 from llmops.docstrings import field_docstrings
+from llmops.validation import config_error
 
 log = logging.getLogger(__name__)
 
@@ -296,15 +297,10 @@ def pretrain(model, tokenizer, spec: BaseModelSpec) -> list[float]:
 def _spec(seed: int, overrides: dict[str, Any]) -> BaseModelSpec:
     from pydantic import ValidationError
 
-    from llmops.exceptions import ConfigError
-
     try:
         return BaseModelSpec(seed=seed, **overrides)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc'])} = {err.get('input')!r}: {err['msg']}" for err in exc.errors()
-        ]
-        raise ConfigError("invalid base model spec: " + "; ".join(problems)) from None
+        raise config_error("base model spec", exc) from None
 
 
 def build_base_model(out_dir: str | Path, seed: int = DEFAULT_SEED, **spec_overrides: Any) -> Path:

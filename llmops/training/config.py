@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from llmops.docstrings import field_docstrings
 from llmops.exceptions import ConfigError
+from llmops.validation import config_error
 
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "embed_tokens"]
 """Every linear layer of a Llama block plus the input embeddings: on the tiny local model the embedding
@@ -199,14 +200,12 @@ def load_config(
     try:
         return TrainConfig(**values)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "config"
-            origin = "--set" if key in extra else source
-            shown = f" = {err.get('input')!r}" if key != "config" else ""
-            fix = f"; fix it in {origin} or with --set {key}=..." if key != "config" else ""
-            problems.append(f"{key}{shown}: {err['msg'].removeprefix('Value error, ')}{fix}")
-        raise ConfigError("invalid training config: " + "; ".join(problems)) from None
+
+        def fix(field: str) -> str:
+            key = field.split(".")[0]
+            return f"; fix it in {'--set' if key in extra else source} or with --set {key}=..."
+
+        raise config_error("training config", exc, hint=fix) from None
 
 
 def param_spec(key: str, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
