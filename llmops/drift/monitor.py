@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from llmops import storage
 from llmops.docstrings import field_docstrings
-from llmops.exceptions import ConfigError
 from llmops.settings import Settings
+from llmops.validation import config_error
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +88,7 @@ def make_config(**values: Any) -> DriftConfig:
     try:
         return DriftConfig(**values)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            name = ".".join(str(p) for p in err["loc"]) or "drift config"
-            shown = f" = {err['input']!r}" if name != "drift config" and not isinstance(err["input"], dict) else ""
-            problems.append(f"{name}{shown}: {err['msg'].removeprefix('Value error, ')}")
-        raise ConfigError("invalid drift check: " + "; ".join(problems)) from None
+        raise config_error("drift check", exc) from None
 
 
 def reports_root(settings: Settings) -> str:

@@ -37,6 +37,7 @@ from llmops import storage
 from llmops.evaluation import stats
 from llmops.evaluation.results import Evaluation, load_evaluation, metric_key
 from llmops.exceptions import ConfigError, EvaluationError
+from llmops.validation import config_error
 
 Verdict = Literal[
     "better", "worse", "not significant", "within allowed regression", "below floor", "meets floor", "no samples"
@@ -140,13 +141,7 @@ def load_policy(uri: str) -> GatePolicy:
     try:
         return GatePolicy(**data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            value = err.get("input")
-            shown = "" if isinstance(value, dict | list) else f" = {value!r}"
-            problems.append(f"{loc}{shown}: {err['msg'].removeprefix('Value error, ')}")
-        raise ConfigError(f"invalid gate policy {uri}: " + "; ".join(problems)) from None
+        raise config_error(f"gate policy {uri}", exc) from None
 
 
 @dataclass
