@@ -70,6 +70,14 @@ def write_summary(path: str | None, summary: dict) -> None:
     storage.write_text(path, json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def emit_summary(args: argparse.Namespace, summary: dict, code: int = 0) -> int:
+    """The end of every step command: its summary to `--summary-json` (when given) and to stdout; returns
+    `code`, the command's exit code."""
+    write_summary(args.summary_json, summary)
+    print_json(summary)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -48,7 +48,7 @@ def _generator(args: argparse.Namespace):
 
 
 def _build(args: argparse.Namespace) -> int:
-    from llmops.cli import print_json, write_summary
+    from llmops.cli import emit_summary
     from llmops.dataset.build import build_dataset
     from llmops.lease import lease
 
@@ -56,9 +56,7 @@ def _build(args: argparse.Namespace) -> int:
     with lease(args.out, "dataset root"):
         summary = build_dataset(args.corpus, args.out, _generator(args), steer_uri=args.steer, budget=args.budget,
                                 eval_fraction=args.eval_fraction)
-    write_summary(args.summary_json, summary)
-    print_json(summary)
-    return 0
+    return emit_summary(args, summary)
 
 
 def register_bench(bench_sub: argparse._SubParsersAction) -> None:

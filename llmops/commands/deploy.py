@@ -114,7 +114,7 @@ def _overrides(pairs: list[str]) -> dict:
 def _render(args: argparse.Namespace) -> int:
     import time
 
-    from llmops.cli import print_json, write_summary
+    from llmops.cli import emit_summary
     from llmops.deploy.config import explain_markdown, load_config
     from llmops.deploy.render import render_uri, write
     from llmops.exceptions import ConfigError
@@ -153,15 +153,13 @@ def _render(args: argparse.Namespace) -> int:
         "render_validate_s": round(render_s, 4),
         "write_s": round(time.perf_counter() - t1, 4),
     }
-    write_summary(args.summary_json, summary)
-    print_json(summary)
-    return 0
+    return emit_summary(args, summary)
 
 
 def _validate(args: argparse.Namespace) -> int:
     import sys
 
-    from llmops.cli import print_json, write_summary
+    from llmops.cli import emit_summary
     from llmops.exceptions import ManifestInvalid
     from llmops.k8s.validate import check_dir
 
@@ -184,8 +182,7 @@ def _validate(args: argparse.Namespace) -> int:
         "invalid": invalid,
         "validated_by": {f: report.validated_by for f, report in results.items() if report.validated_by},
     }
-    write_summary(args.summary_json, summary)
-    print_json(summary)
+    emit_summary(args, summary)
     if invalid:
         print(f"llmops validate: {len(invalid)} of {len(results)} files are invalid", file=sys.stderr)
         return ManifestInvalid.exit_code
@@ -193,33 +190,29 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from llmops.cli import print_json, write_summary
+    from llmops.cli import emit_summary
     from llmops.deploy.publish import deploy_folder, kube_api_from_kubeconfig
 
     api = kube_api_from_kubeconfig(args.context) if args.apply else None
     summary = deploy_folder(args.manifests, api=api, timeout_s=args.timeout_s)
-    write_summary(args.summary_json, summary)
-    print_json(summary)
-    return 0
+    return emit_summary(args, summary)
 
 
 def _smoke(args: argparse.Namespace) -> int:
-    from llmops.cli import print_json, write_summary
+    from llmops.cli import emit_summary
     from llmops.deploy.smoke import smoke
 
     summary = smoke(args.model_uri, prompt=args.prompt, max_new_tokens=args.max_new_tokens, engine=args.engine,
                     manifests=args.manifests, config=args.config, expect=args.expect)
     if summary.get("fallback_reason"):
         print(f"llmops smoke: {summary['fallback_reason']}", file=sys.stderr)
-    write_summary(args.summary_json, summary)
-    print_json(summary)
-    return 0
+    return emit_summary(args, summary)
 
 
 def _serve(args: argparse.Namespace) -> int:
     if args.model_uri:
         return _smoke(args)
-    from llmops.cli import print_json, write_summary
+    from llmops.cli import emit_summary
     from llmops.deploy.config import load_config
     from llmops.deploy.smoke import default_prompt
     from llmops.deploy.vllm_serve import read_folder, serve_and_check
@@ -230,9 +223,7 @@ def _serve(args: argparse.Namespace) -> int:
     path_map = {cfg.source.mount_path: str(storage_local(settings.data_root))}
     summary = serve_and_check(read_folder(args.manifests), path_map, args.prompt or default_prompt(),
                               args.max_new_tokens, args.expect)
-    write_summary(args.summary_json, summary)
-    print_json(summary)
-    return 0
+    return emit_summary(args, summary)
 
 
 def storage_local(uri: str) -> Path:

@@ -127,7 +127,7 @@ def _run_drift(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from llmops import storage
-    from llmops.cli import print_json, write_summary
+    from llmops.cli import emit_summary
     from llmops.drift.monitor import (
         make_config,
         reference_default,
@@ -168,8 +168,7 @@ def _run_drift(args: argparse.Namespace) -> int:
     )
     rep = run_drift(cfg, settings)
     summary = summary_of(rep)
-    write_summary(args.summary_json, summary)
-    print_json(summary)
+    emit_summary(args, summary)
     if args.exit_zero:
         return 0
     return {"drift": EXIT_DRIFT, "not_enough_data": EXIT_NOT_ENOUGH_DATA}.get(rep["status"], EXIT_NO_DRIFT)
@@ -179,7 +178,7 @@ def _run_sample_traffic(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from llmops import storage
-    from llmops.cli import print_json, write_summary
+    from llmops.cli import emit_summary
     from llmops.drift.traffic import sample_traffic, to_jsonl
     from llmops.exceptions import ConfigError
 
@@ -194,9 +193,7 @@ def _run_sample_traffic(args: argparse.Namespace) -> int:
     storage.write_text(target, to_jsonl(rows))
     summary = {"file": target, "kind": args.kind, "requests": len(rows), "seed": args.seed,
                "first": rows[0]["timestamp"], "last": rows[-1]["timestamp"]}
-    write_summary(args.summary_json, summary)
-    print_json(summary)
-    return 0
+    return emit_summary(args, summary)
 
 
 def _run_triggers(args: argparse.Namespace) -> int:

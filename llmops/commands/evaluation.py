@@ -148,7 +148,7 @@ def _tags(pairs: list[str], dag_id: str | None, run_id: str | None) -> dict[str,
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from llmops.cli import print_json, write_summary
+    from llmops.cli import emit_summary
     from llmops.evaluation.harness import evaluate_model
     from llmops.exceptions import ModelNotFound
 
@@ -170,9 +170,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise
         print(f"llmops evaluate: skipped: {exc}", flush=True)
         return 3
-    write_summary(args.summary_json, summary)
-    print_json(summary)
-    return 0
+    return emit_summary(args, summary)
 
 
 def _latest_dataset(tasks: list[str] | None) -> str | None:
@@ -187,7 +185,7 @@ def _latest_dataset(tasks: list[str] | None) -> str | None:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from llmops.cli import print_json, write_summary
+    from llmops.cli import emit_summary
     from llmops.evaluation.gate import run_gate
 
     report, json_uri, md_uri = run_gate(args.candidate, args.baseline, args.policy, args.report)
@@ -203,8 +201,7 @@ def _gate(args: argparse.Namespace) -> int:
         "baseline": None if args.baseline in ("", "none") else args.baseline,
         "verdicts": {m.label: m.verdict for m in report.metrics},
     }
-    write_summary(args.summary_json, summary)
-    print_json(summary)
+    emit_summary(args, summary)
     if not report.passed:
         print("llmops gate: REJECTED: " + "; ".join(report.reasons), flush=True)
         return 3
@@ -232,7 +229,7 @@ def _training_summary(value: str | None) -> dict:
 
 def _register(args: argparse.Namespace) -> int:
     from llmops import storage
-    from llmops.cli import print_json, write_summary
+    from llmops.cli import emit_summary
     from llmops.exceptions import ConfigError
     from llmops.registry import Lineage, read_manifest, register
     from llmops.settings import load_settings
@@ -275,9 +272,7 @@ def _register(args: argparse.Namespace) -> int:
         training_summary=ts,
         settings=s,
     )
-    write_summary(args.summary_json, summary)
-    print_json(summary)
-    return 0
+    return emit_summary(args, summary)
 
 
 def _sha(uri: str | None) -> str | None:
@@ -294,13 +289,11 @@ def _sha(uri: str | None) -> str | None:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from llmops.cli import print_json, write_summary
+    from llmops.cli import emit_summary
     from llmops.registry import promote
 
     summary = promote(version=args.version, gate_report=args.gate_report, name=args.name)
-    write_summary(args.summary_json, summary)
-    print_json(summary)
-    return 0
+    return emit_summary(args, summary)
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -123,7 +123,7 @@ def _as_arguments(args: argparse.Namespace) -> list[str]:
 
 
 def _preprocess(args: argparse.Namespace) -> int:
-    from llmops.cli import print_json, write_summary
+    from llmops.cli import emit_summary
 
     if args.render_spark_application:
         from llmops.k8s.templates import to_yaml
@@ -135,9 +135,7 @@ def _preprocess(args: argparse.Namespace) -> int:
     from llmops.rag.job import run_preprocess
 
     summary = run_preprocess(_config(args))
-    write_summary(args.summary_json, summary)
-    print_json(summary)
-    return 0
+    return emit_summary(args, summary)
 
 
 def _search(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from llmops import storage
-    from llmops.cli import print_json, write_summary
+    from llmops.cli import emit_summary
     from llmops.sample_data import corpus_documents, write_sample_data
 
     summary = write_sample_data(Path(args.out), release=args.release)
@@ -40,6 +40,4 @@ def _run(args: argparse.Namespace) -> int:
                 continue
             storage.write_bytes(target, data)
         summary["landing"] = args.landing
-    write_summary(args.summary_json, summary)
-    print_json(summary)
-    return 0
+    return emit_summary(args, summary)

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _build_base_model(args: argparse.Namespace) -> int:
-    from llmops.cli import print_json, write_summary
+    from llmops.cli import emit_summary
     from llmops.training.base_model import DEFAULT_SEED, build_base_model, build_info
 
     overrides = {}
@@ -34,9 +34,7 @@ def _build_base_model(args: argparse.Namespace) -> int:
         overrides["pretrain_steps"] = args.pretrain_steps
     out = build_base_model(args.out, seed=DEFAULT_SEED if args.seed is None else args.seed, **overrides)
     summary = {"model_dir": str(out), **build_info(out)}
-    write_summary(args.summary_json, summary)
-    print_json(summary)
-    return 0
+    return emit_summary(args, summary)
 
 
 def register_train(sub: argparse._SubParsersAction) -> None:
@@ -75,7 +73,7 @@ def _train(args: argparse.Namespace) -> int:
     import os
     import sys
 
-    from llmops.cli import print_json, write_summary
+    from llmops.cli import emit_summary, print_json
     from llmops.settings import load_settings
     from llmops.training.config import load_config
     from llmops.training.inputs import check_inputs
@@ -107,8 +105,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     summary = train(config, options, settings)
     if int(os.environ.get("RANK", "0")) == 0:
-        write_summary(args.summary_json, summary)
-        print_json(summary)
+        emit_summary(args, summary)
     return 0
 
 
