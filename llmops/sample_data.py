@@ -44,15 +44,22 @@ VERBS = ["restart", "reload", "drain", "resync"]
 FLAGS = ["--graceful", "--force", "--drain-first", "--no-wait", "--verify", "--quiet"]
 ATTRIBUTES = ("port", "protocol", "team", "release", "command")
 
-RELEASE_2_COMPONENTS = ["Quillon", "Rookery", "Sextant", "Tamarack", "Umbra", "Vesper"]
+RELEASE_2_COMPONENTS = [
+    "Quillon", "Rookery", "Sextant", "Tamarack", "Umbra", "Vesper",
+    "Wicket", "Yarrow", "Zenith", "Arbor", "Buttress", "Coppice",
+]
 RELEASE_2_ROLES = [
     "compresses cold segments", "routes admin webhooks", "measures replication lag",
     "quotas tenant storage", "shadows production traffic", "signs released artifacts",
+    "rotates TLS certificates", "caches schema lookups", "replays archived topics",
+    "limits connection storms", "exports billing usage", "prunes orphaned consumers",
 ]
 RELEASE_2_VERSION = "4.0"
 RELEASES_OF_SAMPLE = (1, 2)
 """`llmops sample-data --release N`: release 1 is the original corpus; release 2 adds documents for new
-components (new facts the model of release 1 cannot know) and changes one existing document (the glossary)."""
+components (new facts the model of release 1 cannot know) and updates the release notes, the FAQ and the
+glossary to cover them, as a real release would: a new fact is then stated in more than one document, so
+a model can learn it from one place and be asked about it from another (never the same item)."""
 
 
 @dataclass(frozen=True)
@@ -234,7 +241,8 @@ acknowledged before the process stops, so no message is lost.
 
 def _release_notes_rst(comps: list[Component]) -> str:
     lines = [f"{PRODUCT} release notes", "=" * (len(PRODUCT) + 14), ""]
-    for release in sorted(set(RELEASES), key=lambda r: tuple(int(x) for x in r.split("."))):
+    releases = set(RELEASES) | {c.release for c in comps}
+    for release in sorted(releases, key=lambda r: tuple(int(x) for x in r.split("."))):
         new = [c for c in comps if c.release == release]
         title = f"{PRODUCT} {release}"
         lines += [title, "-" * len(title), ""]
@@ -318,7 +326,8 @@ def corpus_documents(release: int = 1) -> dict[str, bytes]:
     """Relative path -> bytes of every sample document of releases 1..`release`.
 
     Release 1 is the original corpus (byte for byte). Release 2 adds one page per new component and
-    rewrites the glossary to list them too; every other release-1 document stays as it was.
+    rewrites the release notes, the FAQ and the glossary to cover them too; the other release-1 documents
+    (the component pages and the operations handbook) stay as they were.
     """
     if release not in RELEASES_OF_SAMPLE:
         raise ValueError(f"release {release}: the sample product has releases {RELEASES_OF_SAMPLE}")
@@ -336,6 +345,8 @@ def corpus_documents(release: int = 1) -> dict[str, bytes]:
         rng2 = random.Random(SEED + 21)
         for c in new:
             docs[f"components/{c.name.lower()}.md"] = _component_markdown(c, rng2).encode()
+        docs["release-notes.rst"] = _release_notes_rst(comps + new).encode()
+        docs["faq.html"] = _faq_html(comps + new).encode()
         docs["glossary.txt"] = _glossary_txt(comps + new).encode()
     return docs
 

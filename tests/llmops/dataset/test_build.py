@@ -92,7 +92,7 @@ def test_release_2_is_incremental_and_sliced_new_and_retained(tmp_path):
     write_corpus(corpus, release=2)
     v2 = build_dataset(write_processed(corpus, tmp_path / "processed"), root, ExtractiveGenerator())
     assert v2["parent_dataset_hash"] == v1["dataset_hash"] != v2["dataset_hash"]
-    # Only the new pages and the changed glossary generate; the glossary's old chunks are gone.
+    # Only the new pages and the changed chunks of the notes, FAQ and glossary generate; their old chunks go.
     assert 0 < v2["chunks_generated"] == v2["chunks_new"] < v2["chunks_total"] // 2
     assert v2["chunks_deleted"] > 0 and v2["items_reused"] > v2["items_generated"] > 0
     evals = rows(v2["dataset_uri"], "eval")

@@ -53,13 +53,13 @@ def test_topic_is_the_heading_else_the_document_name():
     assert topic_of(Chunk("c", "x", "page 3", "/d/user_guide.pdf")) == "user guide"
 
 
-def test_sample_release_2_adds_pages_and_changes_the_glossary(tmp_path):
+def test_sample_release_2_adds_pages_and_updates_notes_faq_and_glossary(tmp_path):
     from llmops.cli import main
 
     one, two = corpus_documents(1), corpus_documents(2)
     added = sorted(set(two) - set(one))
-    assert len(added) == 6 and all(a.startswith("components/") for a in added)
-    assert [k for k in one if one[k] != two[k]] == ["glossary.txt"]
+    assert len(added) == 12 and all(a.startswith("components/") for a in added)
+    assert sorted(k for k in one if one[k] != two[k]) == ["faq.html", "glossary.txt", "release-notes.rst"]
     assert corpus_documents() == one
     assert main(["sample-data", "--out", str(tmp_path), "--release", "2"]) == 0
     written = sorted(p.relative_to(tmp_path / "corpus").as_posix() for p in (tmp_path / "corpus").rglob("*")
