@@ -7,6 +7,10 @@ The CLI maps them to exit codes; `GateRejected` and `DriftDetected` are verdicts
 
 from __future__ import annotations
 
+SKIP_EXIT_CODE = 3
+"""Exit code of a step whose answer is "no" (gate rejected, drift found, no model to evaluate): the step
+operators skip the task on it instead of failing (`operators/evaluation.py`)."""
+
 
 class LlmopsError(Exception):
     """Base class: an error the project raises on purpose, with a message meant for the user."""
@@ -59,7 +63,7 @@ class EvaluationError(LlmopsError):
 class GateRejected(LlmopsError):
     """The evaluation gate decided not to promote the candidate (a verdict, exit code 3)."""
 
-    exit_code = 3
+    exit_code = SKIP_EXIT_CODE
 
 
 class RegistryError(LlmopsError):
@@ -77,7 +81,7 @@ class DeploymentError(LlmopsError):
 class DriftDetected(LlmopsError):
     """The drift monitor found significant drift (a verdict, exit code 3)."""
 
-    exit_code = 3
+    exit_code = SKIP_EXIT_CODE
 
 
 class NotEnoughData(LlmopsError):

@@ -23,13 +23,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from llmops.exceptions import SKIP_EXIT_CODE
 from llmops.settings import Settings, join_uri
 from llmops_operators.base import airflow_settings, step_operator
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
 
-SKIP = 3
+SKIP = SKIP_EXIT_CODE
 """Exit code of a "no": gate rejected, no champion to evaluate, promote of a rejected candidate."""
 
 

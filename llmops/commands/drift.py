@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-EXIT_NO_DRIFT = 0
-EXIT_DRIFT = 3
-EXIT_NOT_ENOUGH_DATA = 4
+from llmops.exceptions import DriftDetected, NotEnoughData
 
 
 def _iso_time(value: str):
@@ -169,9 +167,11 @@ def _run_drift(args: argparse.Namespace) -> int:
     rep = run_drift(cfg, settings)
     summary = summary_of(rep)
     emit_summary(args, summary)
-    if args.exit_zero:
+    if args.exit_zero or rep["status"] not in ("drift", "not_enough_data"):
         return 0
-    return {"drift": EXIT_DRIFT, "not_enough_data": EXIT_NOT_ENOUGH_DATA}.get(rep["status"], EXIT_NO_DRIFT)
+    if rep["status"] == "drift":
+        raise DriftDetected(f"significant drift: see {summary.get('report_uri')} (--exit-zero: exit 0)")
+    raise NotEnoughData(f"too few samples for a verdict: see {summary.get('report_uri')} (--exit-zero: exit 0)")
 
 
 def _run_sample_traffic(args: argparse.Namespace) -> int:

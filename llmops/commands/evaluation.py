@@ -150,7 +150,7 @@ def _tags(pairs: list[str], dag_id: str | None, run_id: str | None) -> dict[str,
 def _evaluate(args: argparse.Namespace) -> int:
     from llmops.cli import emit_summary
     from llmops.evaluation.harness import evaluate_model
-    from llmops.exceptions import ModelNotFound
+    from llmops.exceptions import SKIP_EXIT_CODE, ModelNotFound
 
     try:
         summary = evaluate_model(
@@ -169,7 +169,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not args.skip_if_missing:
             raise
         print(f"llmops evaluate: skipped: {exc}", flush=True)
-        return 3
+        return SKIP_EXIT_CODE
     return emit_summary(args, summary)
 
 
@@ -187,6 +187,7 @@ def _latest_dataset(tasks: list[str] | None) -> str | None:
 def _gate(args: argparse.Namespace) -> int:
     from llmops.cli import emit_summary
     from llmops.evaluation.gate import run_gate
+    from llmops.exceptions import GateRejected
 
     report, json_uri, md_uri = run_gate(args.candidate, args.baseline, args.policy, args.report)
     # The Markdown table and the reasons go to stdout: the Airflow task log shows why.
@@ -204,7 +205,7 @@ def _gate(args: argparse.Namespace) -> int:
     emit_summary(args, summary)
     if not report.passed:
         print("llmops gate: REJECTED: " + "; ".join(report.reasons), flush=True)
-        return 3
+        return GateRejected.exit_code
     return 0
 
 
