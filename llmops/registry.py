@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from llmops import storage
 from llmops.exceptions import ModelLoadError, ModelNotFound, RegistryError
+from llmops.hub import is_hub_id
 from llmops.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -65,7 +66,6 @@ TAG_GATE_DECISION = "llmops.gate.decision"
 TAG_GATE_REPORT = "llmops.gate.report_uri"
 
 MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+|latest))/?$")
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 """An adapter folder holding one of these carries its own tokenizer (else the base's is used)."""
 PIP_REQUIREMENTS = ["airflow-llmops[train]", "mlflow", "torch", "transformers", "peft"]
@@ -373,7 +373,7 @@ def resolve(
         return _resolve_folder(uri, local)
     if local.exists():
         raise ModelLoadError(f"{uri} is a file: give the model or adapter folder")
-    if HUB_ID.match(uri) and not uri.startswith((".", "/")):
+    if is_hub_id(uri):
         return ResolvedModel(uri=uri, kind="hub", base_model=uri, adapter_path=None, model_path=uri)
     raise ModelNotFound(f"{uri} does not exist: give a model folder, an adapter folder, s3:// or models:/ URI")
 

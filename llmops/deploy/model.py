@@ -21,12 +21,12 @@ from typing import Any
 
 from llmops import storage
 from llmops.exceptions import ConfigError, ModelLoadError, RegistryError
+from llmops.hub import is_hub_id as is_hub_id
 
 ADAPTER_CONFIG = "adapter_config.json"
 MODEL_CONFIG = "config.json"
 GENERIC_FOLDER_NAMES = {"adapter", "model", "artifacts", "final", "output", "merged"}
 """Folder names that say nothing about the model: the name is taken from the folder above them."""
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,6 @@ class ServedModel:
     @property
     def is_adapter(self) -> bool:
         return self.adapter is not None
-
-
-def is_hub_id(ref: str) -> bool:
-    """`org/name` on the Hugging Face hub (not a path, not a URI)."""
-    return "://" not in ref and not ref.startswith(("/", ".", "~")) and bool(HUB_ID.match(ref))
 
 
 def _read_json(uri: str) -> dict[str, Any] | None:

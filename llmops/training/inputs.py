@@ -7,14 +7,12 @@ worker, before the GPU pod is created). Only `llmops.storage`: no torch, no tran
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from llmops import storage
 from llmops.exceptions import InputDataError, ModelLoadError
-
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+from llmops.hub import is_hub_id
 
 
 def base_model_kind(ref: str) -> str:
@@ -25,7 +23,7 @@ def base_model_kind(ref: str) -> str:
         return "s3"
     if ref.startswith(("/", ".", "~", "file://")) or Path(ref).exists():
         return "local"
-    if HUB_ID.match(ref):
+    if is_hub_id(ref):
         return "hub"
     raise ModelLoadError(
         f"base_model {ref!r} is neither an existing folder, an s3:// URI nor a hub id (org/name): "
