@@ -156,23 +156,30 @@ def tracking(settings: Settings):
 
 
 def ensure_experiment(settings: Settings | None = None) -> str:
-    """The id of `settings.mlflow_experiment`, created with `settings.mlflow_artifacts` as its
-    artifact root when missing (a concurrent creation is tolerated)."""
+    """The id of `settings.mlflow_experiment` on the configured tracking server (see `experiment_id`)."""
+    s = settings or load_settings()
+    return experiment_id(mlflow_client(s), s)
+
+
+def experiment_id(client: Any, settings: Settings) -> str:
+    """The id of `settings.mlflow_experiment` on `client`, created when missing with `mlflow_artifacts` as
+    its artifact root (a local folder is created and given as a `file://` URI); a concurrent creation is
+    tolerated. Every step (train, register, drift) gets its experiment here, so the artifacts land in the
+    same place whichever step creates the experiment first."""
     from mlflow.exceptions import MlflowException
 
-    s = settings or load_settings()
-    client = mlflow_client(s)
-    exp = client.get_experiment_by_name(s.mlflow_experiment)
+    name = settings.mlflow_experiment
+    exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    location = s.mlflow_artifacts
-    if not storage.is_s3(location) and "://" not in location:
+    location = settings.mlflow_artifacts
+    if not storage.scheme(location):
         Path(location).mkdir(parents=True, exist_ok=True)
         location = Path(location).resolve().as_uri()
     try:
-        return client.create_experiment(s.mlflow_experiment, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location)
     except MlflowException:
-        exp = client.get_experiment_by_name(s.mlflow_experiment)
+        exp = client.get_experiment_by_name(name)  # another step created it in the meantime
         if exp is None:
             raise
         return exp.experiment_id

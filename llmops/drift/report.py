@@ -326,29 +326,16 @@ def write_report(
 
 def mlflow_client(settings: Settings):
     """An MLflow client on the configured tracking URI and the id of the configured experiment (created,
-    with its artifact root under `mlflow_artifacts`, when missing)."""
-    from mlflow.exceptions import MlflowException
+    with its artifact root at `mlflow_artifacts`, when missing: `llmops.registry.experiment_id`)."""
     from mlflow.tracking import MlflowClient
+
+    from llmops.registry import experiment_id
 
     uri = settings.mlflow_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri=uri)
-    name = settings.mlflow_experiment
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return client, exp.experiment_id
-    artifacts = storage.join(settings.mlflow_artifacts, name)
-    if not storage.scheme(artifacts):
-        artifacts = Path(artifacts).resolve().as_uri()
-    try:
-        return client, client.create_experiment(name, artifact_location=artifacts)
-    except MlflowException:
-        # Another step created it in the meantime.
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return client, exp.experiment_id
+    return client, experiment_id(client, settings)
 
 
 def start_mlflow_run(settings: Settings, run_name: str, tags: dict[str, str]) -> tuple[Any, str]:

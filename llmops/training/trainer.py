@@ -365,14 +365,9 @@ class Tracker:
                 return run_id
             except MlflowException as exc:
                 log.warning("Cannot continue MLflow run %s (%s): starting a new run", run_id, exc)
-        name = self.settings.mlflow_experiment
-        exp = self.client.get_experiment_by_name(name)
-        if exp is None:
-            artifacts = self.settings.mlflow_artifacts
-            location = artifacts if storage.scheme(artifacts) else Path(artifacts).resolve().as_uri()
-            exp_id = self.client.create_experiment(name, artifact_location=location)
-        else:
-            exp_id = exp.experiment_id
+        from llmops.registry import experiment_id
+
+        exp_id = experiment_id(self.client, self.settings)
         run = self.client.create_run(exp_id, run_name=run_name, tags={"llmops.step": "train", **tags})
         self.run_id = run.info.run_id
         return self.run_id
