@@ -137,15 +137,11 @@ def resolve_base_model(ref: str, settings: Settings) -> str:
     kind = check_base_model(ref)
     if kind != "s3":
         return str(Path(ref.removeprefix("file://")).expanduser()) if kind == "local" else ref
-    import hashlib
+    # The registry's download: into a `.partial` sibling, renamed when complete, so a killed task never
+    # leaves half a model that the next run would take for a complete one.
+    from llmops.registry import local_model_path
 
-    target = Path(settings.model_cache) / hashlib.sha256(ref.encode()).hexdigest()[:16]
-    marker = target / ".llmops-complete"
-    if not marker.exists():
-        log.info("Downloading base model %s to %s", ref, target)
-        storage.download_dir(ref, target)
-        marker.write_text(ref + "\n")
-    return str(target)
+    return local_model_path(ref, cache_dir=settings.model_cache)
 
 
 def _device_and_dtype(config: TrainConfig, d: Dist):
