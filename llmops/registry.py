@@ -460,15 +460,18 @@ class Lineage:
 def read_manifest(uri: str | None) -> dict[str, Any]:
     """The preprocessing manifest's lineage fields, or {} when there is none (tolerated: a model can be
     fine-tuned without a RAG corpus)."""
+    from llmops.rag.snapshot import MANIFEST
+    from llmops.rag.snapshot import read_manifest as read_corpus_manifest
+
     if not uri:
         return {}
-    try:
-        data = json.loads(storage.read_text(uri))
-    except FileNotFoundError:
+    # `uri` is the manifest file or the preprocessing output folder holding it.
+    path = uri.rstrip("/")
+    folder = "." if path == MANIFEST else path.removesuffix("/" + MANIFEST)
+    if not storage.exists(storage.join(folder, MANIFEST)):
         log.warning("No preprocessing manifest at %s: corpus lineage tags are left out", uri)
         return {}
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"preprocessing manifest {uri} is not valid JSON ({exc.msg})") from None
+    data = read_corpus_manifest(folder)  # InputDataError on bad JSON or another schema version
     return {k: data.get(k) for k in ("snapshot_id", "embedding_model", "chunking") if data.get(k) is not None}
 
 

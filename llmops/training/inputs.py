@@ -109,13 +109,11 @@ def run_locations(settings, dag_id: str, run_id: str) -> dict[str, str]:
 
 
 def latest_corpus_manifest(processed_uri: str) -> dict[str, Any] | None:
-    """The preprocessing output's `manifest.json` (its current corpus snapshot), or None if there is none."""
-    uri = storage.join(processed_uri, "manifest.json")
-    try:
-        manifest = json.loads(storage.read_text(uri))
-    except (FileNotFoundError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) else None
+    """The preprocessing output's `manifest.json` (its current corpus snapshot), or None if there is none
+    or it was written by another schema version (read by `llmops.rag.snapshot`, the one manifest reader)."""
+    from llmops.rag.snapshot import read_manifest_or_none
+
+    return read_manifest_or_none(processed_uri)
 
 
 LATEST = "latest"
