@@ -18,6 +18,7 @@ from airflow.providers.cncf.kubernetes.secret import Secret
 from kubernetes.client import models as k8s
 
 from llmops.exceptions import ConfigError
+from llmops.k8s.secrets import secret_refs
 from llmops.settings import Settings
 from llmops_operators.base import (
     SUMMARY_IN_POD,
@@ -37,19 +38,8 @@ TERMINATION_GRACE_S = 180
 
 
 def step_secrets(settings: Settings) -> list[Secret]:
-    """Credentials as references to Kubernetes Secrets, never literal values."""
-    secrets: list[Secret] = []
-    if settings.s3_credentials_secret:
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            secrets.append(Secret("env", key, settings.s3_credentials_secret, key))
-    if settings.hf_token_secret:
-        secrets.append(Secret("env", "HF_TOKEN", settings.hf_token_secret, "HF_TOKEN"))
-    if settings.milvus_token_secret:
-        secrets.append(Secret("env", "MILVUS_TOKEN", settings.milvus_token_secret, "MILVUS_TOKEN"))
-    if settings.mlflow_credentials_secret:
-        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-            secrets.append(Secret("env", key, settings.mlflow_credentials_secret, key))
-    return secrets
+    """Credentials as references to Kubernetes Secrets, never literal values (`llmops.k8s.secrets`)."""
+    return [Secret("env", name, secret, key) for name, secret, key in secret_refs(settings)]
 
 
 def step_volumes(settings: Settings, gpus: int) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:

@@ -26,6 +26,7 @@ from llmops import storage
 from llmops.deploy.config import NAME_MAX, DeployConfig
 from llmops.deploy.model import ServedModel, is_hub_id, served_model, stable_uri_for
 from llmops.exceptions import ConfigError, ManifestInvalid
+from llmops.k8s.secrets import hf_token_refs, s3_refs, secret_key_ref_env
 from llmops.k8s.templates import render as render_template
 from llmops.k8s.templates import to_yaml
 from llmops.k8s.validate import check_documents
@@ -247,9 +248,7 @@ def _copy_container(config: DeployConfig, role: str, location: str, dest: str) -
     env: list[dict[str, Any]] = [{"name": "HOME", "value": CACHE_MOUNT}]
     if src.region:
         env.append({"name": "AWS_DEFAULT_REGION", "value": src.region})
-    if src.credentials_secret:
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": src.credentials_secret, "key": key}}})
+    env += secret_key_ref_env(s3_refs(src.credentials_secret))
     return {
         "name": f"fetch-{role}",
         "image": src.copy_image,
@@ -275,10 +274,7 @@ def _env(config: DeployConfig, weights: list[str]) -> list[dict[str, Any]]:
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
     ]
     if any(is_hub_id(w) for w in weights):
-        if config.hf_token_secret:
-            env.append(
-                {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": config.hf_token_secret, "key": "HF_TOKEN"}}}
-            )
+        env += secret_key_ref_env(hf_token_refs(config.hf_token_secret))
     else:
         # Everything is local: never let a typo turn into a silent download from the hub.
         env.append({"name": "HF_HUB_OFFLINE", "value": "1"})

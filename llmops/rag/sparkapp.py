@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from llmops.k8s.secrets import secret_key_ref_env, secret_refs
 from llmops.k8s.templates import load_values, render
 from llmops.settings import Settings
 
@@ -19,15 +20,9 @@ VALUES = "spark/values.yaml"
 
 
 def secret_env(settings: Settings) -> list[dict[str, Any]]:
-    """Environment variables taken from Kubernetes Secrets by reference (never their values)."""
-    refs: list[tuple[str, str, str]] = []
-    if settings.s3_credentials_secret:
-        refs += [(k, settings.s3_credentials_secret, k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
-    if settings.hf_token_secret:
-        refs.append(("HF_TOKEN", settings.hf_token_secret, "HF_TOKEN"))
-    if settings.milvus_token_secret:
-        refs.append(("MILVUS_TOKEN", settings.milvus_token_secret, "MILVUS_TOKEN"))
-    return [{"name": n, "valueFrom": {"secretKeyRef": {"name": s, "key": k}}} for n, s, k in refs]
+    """Environment variables taken from Kubernetes Secrets by reference (never their values); the job
+    does not log to MLflow, so its credentials are left out."""
+    return secret_key_ref_env(secret_refs(settings, mlflow=False))
 
 
 def spark_application_context(
