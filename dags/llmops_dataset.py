@@ -21,6 +21,7 @@ Output (`[llmops] dataset_root_uri`, default `<data_root>/datasets`): `items/`, 
 import pendulum
 from airflow.sdk import DAG, Param
 
+from llmops.k8s.secrets import TEACHER_KEY
 from llmops_operators import airflow_settings, step_operator
 from llmops_operators.assets import CORPUS, DATASET, RETRAIN
 from llmops_operators.dataset import DatasetEventOperator, DatasetInputsOperator
@@ -91,6 +92,8 @@ with DAG(
             "--steer", "{{ " + INPUTS + "['steer'] }}",
         ],
         settings=settings,
+        # The teacher's API key: from an Airflow connection locally, from a Secret in a pod.
+        connection_env={TEACHER_KEY: settings.teacher_conn_id} if settings.teacher_conn_id else None,
     )
     publish = DatasetEventOperator(
         task_id="publish_dataset", summary=build.output, inputs=inputs.output, outlets=[DATASET]

@@ -230,6 +230,21 @@ class Settings(BaseModel):
     dataset_budget: int = Field(default=0, ge=0)
     """Most chunks the dataset DAG generates items for in one build (the steered ones first); 0: no limit."""
 
+    teacher_base_url: str | None = None
+    """Generator `teacher`: base URL of the OpenAI-compatible chat API (e.g. `http://vllm-teacher:8000/v1`);
+    the dataset step reads it as `LLMOPS_TEACHER_BASE_URL`."""
+
+    teacher_model: str | None = None
+    """Generator `teacher`: the model name the endpoint serves (`LLMOPS_TEACHER_MODEL` in the step)."""
+
+    teacher_api_key_secret: str | None = None
+    """Generator `teacher`, mode `kubernetes`: Secret with a `LLMOPS_TEACHER_API_KEY` key, exposed to the
+    step pods by reference (`secretKeyRef`), never by value."""
+
+    teacher_conn_id: str | None = None
+    """Generator `teacher`, mode `local`: Airflow connection whose password is the API key; the local step
+    gets it as `LLMOPS_TEACHER_API_KEY` when its task runs (unset: the worker's own environment)."""
+
     runs_uri: str | None = None
     """Where fine-tuning runs write adapters and summaries (and checkpoints unless `checkpoint_pvc` is
     set), one folder per DAG run. Default: `<data_root>/runs`."""

@@ -76,6 +76,7 @@ def step_operator(
     summary: bool = True,
     skip_on_exit_code: int | Container[int] | None = None,
     settings: Settings | None = None,
+    connection_env: dict[str, str] | None = None,
     **kwargs: Any,
 ) -> BaseOperator:
     """The operator that runs `llmops <step>` where the settings' mode says.
@@ -88,6 +89,9 @@ def step_operator(
     :param summary: pass `--summary-json` and return the step's summary as the task's XCom.
     :param skip_on_exit_code: exit codes that skip the task (and its downstream) instead of failing it:
         the gate's 3 (rejected), the drift monitor's 0/4 when only drift should continue.
+    :param connection_env: mode `local`: variables set from Airflow connections' passwords when the task
+        runs (`{"LLMOPS_TEACHER_API_KEY": "teacher"}`). Pods get credentials from Secrets instead
+        (`llmops.k8s.secrets`), never by value, so it is ignored in mode `kubernetes`.
     """
     settings = settings or airflow_settings()
     if settings.mode == "kubernetes":
@@ -112,5 +116,6 @@ def step_operator(
         summary=summary,
         skip_on_exit_code=skip_on_exit_code,
         settings=settings,
+        connection_env=connection_env,
         **kwargs,
     )

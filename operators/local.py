@@ -55,6 +55,7 @@ class LocalStepOperator(BaseOperator):
         step: str | Sequence[str],
         arguments: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        connection_env: dict[str, str] | None = None,
         summary: bool = True,
         skip_on_exit_code: int | Container[int] | None = None,
         settings: Settings | None = None,
@@ -65,6 +66,7 @@ class LocalStepOperator(BaseOperator):
         self.step = step_words(step)
         self.arguments = list(arguments)
         self.env = env or {}
+        self.connection_env = connection_env or {}
         self.summary = summary
         self.skip_on_exit_code = normalize_exit_codes(skip_on_exit_code)
         self.settings = settings
@@ -76,12 +78,28 @@ class LocalStepOperator(BaseOperator):
         if self.settings is not None:
             env.update(self.settings.to_env())
         env.update({k: str(v) for k, v in self.env.items()})
+        env.update(self._connection_secrets())
         # The step must run on the worker's own interpreter (the venv that has the project installed).
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.setdefault("PYSPARK_PYTHON", sys.executable)
         env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         env["PYTHONUNBUFFERED"] = "1"
         return env
+
+    def _connection_secrets(self) -> dict[str, str]:
+        """`connection_env`'s variables, each the password of its Airflow connection, read when the task runs
+        (never at parse time, never in the rendered template fields)."""
+        if not self.connection_env:
+            return {}
+        from airflow.sdk import Connection
+
+        out = {}
+        for variable, conn_id in self.connection_env.items():
+            password = Connection.get(conn_id).password
+            if not password:
+                raise AirflowException(f"connection {conn_id!r} (for {variable}) has no password: set the secret there")
+            out[variable] = password
+        return out
 
     def execute(self, context: Any) -> Any:
         with tempfile.TemporaryDirectory(prefix="llmops-step-") as tmp:

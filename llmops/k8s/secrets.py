@@ -14,6 +14,10 @@ S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 MLFLOW_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 """Keys of an MLflow credentials Secret."""
 
+TEACHER_KEY = "LLMOPS_TEACHER_API_KEY"
+"""Key of the teacher endpoint's API-key Secret, exposed as the variable of the same name (the variable
+`llmops dataset build --generator teacher` reads by default)."""
+
 SecretRef = tuple[str, str, str]
 """`(variable, Secret name, key)`."""
 
@@ -27,11 +31,13 @@ def hf_token_refs(secret: str | None) -> list[SecretRef]:
 
 
 def secret_refs(settings: Settings, *, mlflow: bool = True) -> list[SecretRef]:
-    """Every credential the settings name a Secret for: S3, the hub token, Milvus and (with `mlflow`,
-    for steps that log to MLflow) the tracking server's."""
+    """Every credential the settings name a Secret for: S3, the hub token, Milvus, the dataset teacher's
+    API key and (with `mlflow`, for steps that log to MLflow) the tracking server's."""
     refs = s3_refs(settings.s3_credentials_secret) + hf_token_refs(settings.hf_token_secret)
     if settings.milvus_token_secret:
         refs.append(("MILVUS_TOKEN", settings.milvus_token_secret, "MILVUS_TOKEN"))
+    if settings.teacher_api_key_secret:
+        refs.append((TEACHER_KEY, settings.teacher_api_key_secret, TEACHER_KEY))
     if mlflow and settings.mlflow_credentials_secret:
         refs += [(key, settings.mlflow_credentials_secret, key) for key in MLFLOW_KEYS]
     return refs

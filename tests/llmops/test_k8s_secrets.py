@@ -29,3 +29,11 @@ def test_every_named_secret_is_a_reference_and_spark_leaves_mlflow_out():
 def test_nothing_named_nothing_referenced():
     assert secret_refs(load_settings(environ={})) == []
     assert s3_refs(None) == hf_token_refs("") == []
+
+
+def test_the_teacher_key_reaches_pods_by_reference_only():
+    s = load_settings(environ={}, teacher_api_key_secret="teacher", teacher_base_url="http://t:8000/v1")
+    assert secret_refs(s) == [("LLMOPS_TEACHER_API_KEY", "teacher", "LLMOPS_TEACHER_API_KEY")]
+    # The endpoint and model travel as settings; the key never does.
+    env = s.to_env()
+    assert env["LLMOPS_TEACHER_BASE_URL"] == "http://t:8000/v1" and "LLMOPS_TEACHER_API_KEY" not in env
