@@ -115,8 +115,9 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     b.add_argument("--no-distribution", action="store_true",
                    help="skip the MMD/classifier distribution tests (the first version's verdict)")
     b.add_argument("--no-evidently", action="store_true", help="skip the Evidently comparison")
-    b.add_argument("--base", default="k8s-docs", help="no-drift corpus under ../shared/corpus (default k8s-docs)")
-    b.add_argument("--other", default="hf-hub-docs", help="shift corpus under ../shared/corpus (default hf-hub-docs)")
+    b.add_argument("--base", required=True,
+                   help="folder of the no-drift corpus (Markdown documents), e.g. a documentation set")
+    b.add_argument("--other", required=True, help="folder of the shift corpus mixed into the current side")
     b.add_argument("--embedding-model", help="embedding model (default: the embedding_model setting)")
     b.set_defaults(handler=_run_bench)
 

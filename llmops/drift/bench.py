@@ -1,6 +1,7 @@
 """`llmops bench drift`: calibration, power and speed of the drift test on real corpora.
 
-Units are paragraphs of the Kubernetes documentation (`../shared/corpus/k8s-docs`): every document is
+Units are paragraphs of a documentation corpus (a folder the caller names, e.g. the Kubernetes docs):
+every document is
 split into paragraphs (front matter, code blocks, shortcodes and tables removed), all paragraphs are
 embedded once with the embedding model and cached under `<data_root>/cache/embeddings/`, keyed by a hash
 of the model name and the texts, so later runs skip the embedding.
@@ -48,22 +49,12 @@ _HEADING = re.compile(r"^#{1,6}\s.*$", re.M)
 MIN_PARAGRAPH_CHARS = 80
 
 
-def corpus_root() -> Path:
-    """`../shared/corpus` next to the checkout (or next to the folder holding a git worktree of it);
-    `LLMOPS_CORPUS_DIR` overrides."""
-    import os
-
-    from llmops.settings import PROJECT_ROOT
-
-    if os.environ.get("LLMOPS_CORPUS_DIR"):
-        return Path(os.environ["LLMOPS_CORPUS_DIR"])
-    candidates = [PROJECT_ROOT.parent / "shared" / "corpus", PROJECT_ROOT.parent.parent / "shared" / "corpus"]
-    return next((c for c in candidates if c.is_dir()), candidates[0])
-
-
-def corpus_dir(name: str) -> Path:
-    """One corpus folder under the shared corpus root."""
-    return corpus_root() / name
+def corpus_dir(folder: str) -> Path:
+    """The folder of one benchmark corpus, as the caller named it (never a location outside the arguments)."""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise InputDataError(f"benchmark corpus {folder!r} is not a folder: name a folder of Markdown documents")
+    return path
 
 
 def markdown_paragraphs(text: str) -> list[str]:
@@ -109,7 +100,7 @@ def corpus_embeddings(name: str, model_name: str, cache_root: str) -> tuple[np.n
     folder = corpus_dir(name)
     paragraphs, documents = corpus_paragraphs_with_documents(folder)
     if not paragraphs:
-        raise InputDataError(f"no paragraphs found under {folder}: the benchmark needs ../shared/corpus/{name}")
+        raise InputDataError(f"no paragraphs found under {folder}: the benchmark needs Markdown documents there")
     from llmops.drift.inputs import cached_embeddings
 
     return cached_embeddings(paragraphs, model_name, cache_root), documents
@@ -149,8 +140,10 @@ class BenchConfig:
     permutations: int = 500
     distribution: bool = True
     evidently: bool = True
-    base: str = "k8s-docs"
-    other: str = "hf-hub-docs"
+    base: str = ""
+    """Folder of the no-drift corpus (`--base`)."""
+    other: str = ""
+    """Folder of the shift corpus (`--other`)."""
     embedding_model: str = "all-MiniLM-L6-v2"
     seed: int = 0
 
@@ -386,8 +379,8 @@ def run_bench(cfg: BenchConfig, settings: Settings) -> dict[str, Any]:
         "embedding_model": cfg.embedding_model,
         "corpora": {
             cfg.base: {"paragraphs": len(base), "documents": int(documents.max()) + 1,
-                       "folder": str(corpus_dir(cfg.base))},
-            cfg.other: {"paragraphs": len(other), "folder": str(corpus_dir(cfg.other))},
+                       "folder": str(Path(cfg.base))},
+            cfg.other: {"paragraphs": len(other), "folder": str(Path(cfg.other))},
         },
         "seconds": {
             "embeddings_load_or_compute": embed_s,

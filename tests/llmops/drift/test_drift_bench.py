@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from llmops.drift import bench
+from llmops.exceptions import InputDataError
 
 
 def test_markdown_paragraphs_drop_front_matter_code_and_shortcodes():
@@ -87,7 +88,7 @@ def test_run_bench_reports_every_figure(monkeypatch):
         bench, "corpus_embeddings",
         lambda name, *_: (base, documents) if name == "k8s-docs" else (other, np.zeros(100, dtype=np.int64)),
     )
-    cfg = bench.BenchConfig(splits=50, sizes=(100,), shifts=(0.3,), timing_sizes=(50,), resamples=99,
+    cfg = bench.BenchConfig(base="k8s-docs", other="hf-hub-docs", splits=50, sizes=(100,), shifts=(0.3,), timing_sizes=(50,), resamples=99,
                             permutations=99, evidently=False)
     out = bench.run_bench(cfg, load_settings())
     assert out["false_alarm_rate_document"]["100"] <= 0.15
@@ -98,3 +99,9 @@ def test_run_bench_reports_every_figure(monkeypatch):
                                                                  ("document", 0.3)}
     assert all("distribution_rate" in r for r in out["results"])
     assert "per side" in bench.text_summary(out)
+
+
+def test_the_benchmark_corpus_is_a_folder_the_caller_names(tmp_path):
+    with pytest.raises(InputDataError, match="'missing-corpus' is not a folder"):
+        bench.corpus_dir("missing-corpus")
+    assert bench.corpus_dir(str(tmp_path)) == tmp_path
