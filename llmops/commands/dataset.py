@@ -53,9 +53,9 @@ def _build(args: argparse.Namespace) -> int:
     from llmops.lease import lease
 
     # One build per root at a time (llmops.lease): a second waits, or fails naming the holder.
-    with lease(args.out, "dataset root"):
+    with lease(args.out, "dataset root") as held:
         summary = build_dataset(args.corpus, args.out, _generator(args), steer_uri=args.steer, budget=args.budget,
-                                eval_fraction=args.eval_fraction)
+                                eval_fraction=args.eval_fraction, before_write=held.verify)
     return emit_summary(args, summary)
 
 

@@ -29,6 +29,7 @@ import logging
 import random
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -180,8 +181,12 @@ def build_dataset(
     steer_uri: str | None = None,
     budget: int | None = None,
     eval_fraction: float = EVAL_FRACTION,
+    before_write: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Build (or find) the dataset version of the corpus's current snapshot; return the summary."""
+    """Build (or find) the dataset version of the corpus's current snapshot; return the summary.
+
+    `before_write` runs before the version's files and again before `latest.json` (the commit point):
+    the command passes its lease's `verify`, so a writer whose lease was taken over stops before writing."""
     from llmops.rag.snapshot import read_manifest, read_snapshot
     from llmops.sample_data import prompt_for
 
@@ -390,10 +395,14 @@ def build_dataset(
             "created_from": corpus_uri,
             "quarantined": quarantined,
         }
+        if before_write:
+            before_write()
         _write_split(storage.join(uri, "train", "part-00000.parquet"), train_rows)
         _write_split(storage.join(uri, "eval", "part-00000.parquet"), eval_rows)
         storage.write_text(storage.join(uri, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     if latest is None or latest["dataset_hash"] != dataset_hash:
+        if before_write:
+            before_write()
         storage.write_text(storage.join(root, LATEST),
                            json.dumps({"dataset_hash": dataset_hash, "dataset_uri": uri}, sort_keys=True) + "\n")
     seconds = time.monotonic() - started

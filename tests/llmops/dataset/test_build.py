@@ -205,3 +205,20 @@ def test_a_dataset_root_on_s3_trains_and_rebuilds(release1, s3_bucket, tmp_path)
     assert len(read_dataset(first["dataset_uri"]).rows) == first["rows_train"]
     local = build_dataset(release1, str(tmp_path / "ds"), ExtractiveGenerator())
     assert local["dataset_hash"] == first["dataset_hash"]
+
+
+def test_a_writer_that_lost_its_lease_writes_no_version_and_no_pointer(tmp_path):
+    from llmops.exceptions import LeaseLost
+
+    processed = write_processed(write_corpus(tmp_path / "corpus", release=1), tmp_path / "processed")
+    root = tmp_path / "ds"
+
+    def lost() -> None:
+        raise LeaseLost("the lease on the dataset root was taken over")
+
+    with pytest.raises(LeaseLost):
+        build_dataset(processed, str(root), ExtractiveGenerator(), before_write=lost)
+    assert not (root / "latest.json").exists() and not (root / "versions").exists()
+    calls: list[int] = []
+    build_dataset(processed, str(root), ExtractiveGenerator(), before_write=lambda: calls.append(1))
+    assert calls == [1, 1] and (root / "latest.json").exists()
