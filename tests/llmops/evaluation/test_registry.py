@@ -11,6 +11,7 @@ import pytest
 from llmops import registry
 from llmops.cli import main
 from llmops.exceptions import GateRejected, ModelLoadError, ModelNotFound
+from llmops.rag.snapshot import SCHEMA_VERSION
 from tests.llmops.evaluation.conftest import eval_rows, write_dataset
 
 
@@ -36,7 +37,7 @@ def test_register_promote_resolve_and_load_back(tiny_base, tiny_adapter, tmp_pat
     client = MlflowClient(mlflow_settings.mlflow_uri, registry_uri=mlflow_settings.mlflow_uri)
     name = "assistant-a"
     manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"snapshot_id": "snap-42", "embedding_model": "all-MiniLM-L6-v2",
+    manifest.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "snapshot_id": "snap-42", "embedding_model": "all-MiniLM-L6-v2",
                                     "chunking": {"chunk_size": 200, "chunk_overlap": 32, "tokenizer": "minilm"}}))
     config = tmp_path / "train.yaml"
     config.write_text("lr: 0.001\n")
