@@ -9,22 +9,11 @@ covered by the DAG tests)."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from llmops.airflow_local import LocalAirflow
 from tests.conftest import _free_port
-
-
-def _wait(what: str, check, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+from tests.waiting import wait_for
 
 
 @pytest.mark.slow
@@ -85,7 +74,7 @@ def test_landed_document_chains_sensor_preprocessing_dataset_and_finetuning(tmp_
                 return None
             return runs[0], airflow.xcom("llmops_finetune", runs[0]["dag_run_id"], "check_trigger")
 
-        run, trigger = _wait("the fine-tune run's trigger check",
+        run, trigger = wait_for("the fine-tune run's trigger check",
                              lambda: (r := finetune_trigger()) and r[1] and r, timeout=200)
         assert run["run_type"] == "asset_triggered", run
         assert trigger["trigger"] == "corpus" and trigger["decision"] == "run", trigger

@@ -20,6 +20,7 @@ from llmops.reports.lineage import (
     TAG_APPROVAL_REASON,
 )
 from llmops.settings import load_settings
+from tests.waiting import wait_for
 
 HERE = Path(__file__).parent
 
@@ -68,16 +69,6 @@ def test_decisions_are_recorded_on_the_version(gate_report, model_version):
     assert tags[TAG_APPROVAL_REASON] == "no decision before the timeout"
 
 
-def _wait(what, check, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def local_airflow(tmp_path_factory, gate_report, model_version, drift_report, train_output):
     from llmops.airflow_local import LocalAirflow
@@ -105,17 +96,17 @@ def test_approval_through_the_airflow_api(local_airflow, gate_report, model_vers
                                                       "model_name": name})
     hitl = f"/api/v2/dags/llmops_approval_test/dagRuns/{quote(run_id, safe='')}/taskInstances/approve/-1/hitlDetails"
 
-    detail = _wait("the approval request", lambda: _get_or_none(airflow, hitl), timeout=180)
+    detail = wait_for("the approval request", lambda: _get_or_none(airflow, hitl), timeout=180)
     assert detail["options"] == ["Approve", "Reject"] and detail["defaults"] == ["Reject"]
     assert "## Gate: PROMOTE" in detail["body"] and "corpus_mc[new]/acc" in detail["body"]
     assert list(detail["params"]) == ["reason"]
-    _wait("the task to wait for input",
+    wait_for("the task to wait for input",
           lambda: airflow.task_states("llmops_approval_test", run_id).get("approve") == "awaiting_input", 60)
     # Answer once the parked try's worker process has exited. Airflow 3.3.2 races otherwise: a response
     # within seconds resumes the task while the first process still exits, and the executor's "success"
     # event for that process then finds the resumed try running and fails it. No human answers that fast.
     log = airflow.home / "standalone.log"
-    _wait("the parked try's worker to exit",
+    wait_for("the parked try's worker to exit",
           lambda: "final_state=awaiting_input" in log.read_text(errors="replace"), 60)
 
     answer = airflow.patch(hitl, {"chosen_options": ["Approve"], "params_input": {"reason": "gain on new is real"}})
@@ -177,7 +168,7 @@ def test_ui_in_headless_chromium(local_airflow, gate_report, model_version, drif
     run_id = airflow.trigger("llmops_approval_test", {"gate_report": str(gate_report), "version": version,
                                                       "model_name": name})
     run_path = f"/api/v2/dags/llmops_approval_test/dagRuns/{quote(run_id, safe='')}"
-    _wait("the task to wait for input",
+    wait_for("the task to wait for input",
           lambda: airflow.task_states("llmops_approval_test", run_id).get("approve") == "awaiting_input", 180)
 
     options = webdriver.ChromeOptions()
@@ -197,7 +188,7 @@ def test_ui_in_headless_chromium(local_airflow, gate_report, model_version, drif
         assert "Approve" in driver.find_element(By.TAG_NAME, "body").text
         driver.save_screenshot(str(shots / "approval.png"))
 
-        _wait("the parked try's worker to exit",
+        wait_for("the parked try's worker to exit",
               lambda: log.read_text(errors="replace").count("final_state=awaiting_input") > parked_before, 60)
         airflow.patch(f"{run_path}/taskInstances/approve/-1/hitlDetails",
                       {"chosen_options": ["Reject"], "params_input": {"reason": "wait for more retained items"}})
