@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from llmops import storage
+from llmops.contracts import PromoteSummary, RegisterSummary
 from llmops.exceptions import ModelLoadError, ModelNotFound, RegistryError
 from llmops.hub import is_hub_id
 from llmops.settings import Settings, load_settings
@@ -673,19 +674,19 @@ def register(
         client.set_registered_model_alias(name, CHALLENGER, mv.version)
 
     mv = client.get_model_version(name, mv.version)
-    return {
-        "registered_model_name": name,
-        "version": str(mv.version),
-        "model_uri": f"models:/{name}/{mv.version}",
-        "aliases": sorted(mv.aliases or ()),
-        "created": created,
-        "mlflow_run_id": training_run_id,
-        "mlflow_experiment_id": run.info.experiment_id,
-        "base_model": base,
-        "adapter_uri": mv.tags.get(TAG_ADAPTER_URI),
-        "gate_decision": tags.get(TAG_GATE_DECISION),
-        "tags": {k: v for k, v in mv.tags.items() if k.startswith("llmops.")},
-    }
+    return RegisterSummary(
+        registered_model_name=name,
+        version=str(mv.version),
+        model_uri=f"models:/{name}/{mv.version}",
+        aliases=sorted(mv.aliases or ()),
+        created=created,
+        mlflow_run_id=training_run_id,
+        mlflow_experiment_id=run.info.experiment_id,
+        base_model=base,
+        adapter_uri=mv.tags.get(TAG_ADAPTER_URI),
+        gate_decision=tags.get(TAG_GATE_DECISION),
+        tags={k: v for k, v in mv.tags.items() if k.startswith("llmops.")},
+    ).to_json()
 
 
 def _log_run_files(client: MlflowClient, run_id: str, training_config: str | None, gate_report: str | None, tmp: Path) -> None:
@@ -752,15 +753,15 @@ def promote(*, version: str, gate_report: str | None, name: str | None = None, s
         changed = True
         log.info("Promoted %s version %s to %s (previous: %s)", name, mv.version, CHAMPION, prior)
     mv = client.get_model_version(name, mv.version)
-    return {
-        "registered_model_name": name,
-        "version": str(mv.version),
-        "model_uri": f"models:/{name}@{CHAMPION}",
-        "aliases": sorted(mv.aliases or ()),
-        "previous_champion": mv.tags.get(TAG_PROMOTED_FROM),
-        "changed": changed,
-        "mlflow_run_id": mv.run_id,
-    }
+    return PromoteSummary(
+        registered_model_name=name,
+        version=str(mv.version),
+        model_uri=f"models:/{name}@{CHAMPION}",
+        aliases=sorted(mv.aliases or ()),
+        previous_champion=mv.tags.get(TAG_PROMOTED_FROM),
+        changed=changed,
+        mlflow_run_id=mv.run_id,
+    ).to_json()
 
 
 def _tag_previous(client: MlflowClient, name: str, previous: str, new: str) -> None:

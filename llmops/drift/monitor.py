@@ -334,35 +334,44 @@ def run_drift(cfg: DriftConfig, settings: Settings) -> dict[str, Any]:
 
 
 def summary_of(rep: dict[str, Any]) -> dict[str, Any]:
-    """The step summary (XCom): the verdict, its effect size, and where to read more."""
-    keys = (
-        "status", "drift", "p_value", "uncovered_share", "expected_share", "excess", "min_effect", "alpha",
-        "p_value_mmd", "p_value_classifier", "auc", "partial_auc", "mmd2",
-        "n_reference", "n_current", "report_uri", "report_dir", "report_json_uri", "mlflow_run_id",
-        "created_at", "embedding_model", "drift_event", "steer_uri",
-    )
-    out = {k: rep.get(k) for k in keys}
-    out["reference_uri"] = rep["reference"]["uri"]
-    out["current_uri"] = rep["current"]["uri"]
-    out["reference_snapshot_id"] = rep["reference"]["snapshot_id"]
-    out["groups"] = [
-        {"size": g["size"], "share": g["share"], "chunk_ids": [c["chunk_id"] for c in g.get("nearest_chunks") or []]}
-        for g in rep.get("groups") or []
-    ]
-    if rep.get("reason"):
-        out["reason"] = rep["reason"]
-    return out
+    """The step summary (XCom, `llmops.contracts.DriftSummary`): the verdict, its effect size, and where
+    to read more."""
+    from llmops.contracts import DriftSummary
+
+    keys = [k for k in DriftSummary.model_fields if k not in DRIFT_SUMMARY_DERIVED]
+    return DriftSummary(
+        **{k: rep.get(k) for k in keys},
+        reference_uri=rep["reference"]["uri"],
+        current_uri=rep["current"]["uri"],
+        reference_snapshot_id=rep["reference"]["snapshot_id"],
+        groups=[
+            {"size": g["size"], "share": g["share"],
+             "chunk_ids": [c["chunk_id"] for c in g.get("nearest_chunks") or []]}
+            for g in rep.get("groups") or []
+        ],
+    ).to_json()
+
+
+DRIFT_SUMMARY_DERIVED = ("reference_uri", "current_uri", "reference_snapshot_id", "groups")
+"""The summary fields not copied from the report's top level."""
+
+RETRAIN_EXTRA_KEYS = (
+    "drift_event", "steer_uri", "report_uri", "report_json_uri", "p_value", "uncovered_share",
+    "expected_share", "excess", "min_effect", "p_value_mmd", "p_value_classifier", "alpha",
+    "n_reference", "n_current", "mlflow_run_id", "created_at",
+)
+"""The drift summary's fields copied into the RETRAIN event's `extra`."""
 
 
 def retrain_event_extra(summary: dict[str, Any] | None) -> dict[str, Any] | None:
     """The `extra` of the RETRAIN asset event for a drift step's summary, or None when the check found no
     drift (or had not enough data) and no event should be emitted. `steer_uri` (None when no chunk was
     found) is what the dataset DAG passes to `llmops dataset build --steer`."""
-    if not summary or summary.get("status") != "drift":
+    from llmops.contracts import DriftSummary
+
+    if not summary:
         return None
-    keys = (
-        "drift_event", "steer_uri", "report_uri", "report_json_uri", "p_value", "uncovered_share",
-        "expected_share", "excess", "min_effect", "p_value_mmd", "p_value_classifier", "alpha",
-        "n_reference", "n_current", "mlflow_run_id", "created_at",
-    )
-    return {k: summary.get(k) for k in keys}
+    parsed = DriftSummary.model_validate(summary)
+    if parsed.status != "drift":
+        return None
+    return parsed.model_dump(mode="json", include=set(RETRAIN_EXTRA_KEYS))

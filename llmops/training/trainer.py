@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops import storage
+from llmops.contracts import TrainSummary
 from llmops.exceptions import CheckpointError, ModelLoadError, TrainingInterrupted
 from llmops.lease import Leases
 from llmops.settings import Settings
@@ -584,9 +585,8 @@ class Trainer:
                 state.last_eval_loss = eval_loss
                 tracker.metric("eval_loss", eval_loss, state.step)
             summary = self._finish(model, state, tracker, attempt, report, dataset.sha256, resume_ref, total_steps, d)
-            summary.update(rows_train=len(train_rows), rows_eval=len(eval_rows))
             status = "FINISHED"
-            return summary
+            return TrainSummary(**{**summary, "rows_train": len(train_rows), "rows_eval": len(eval_rows)}).to_json()
         except TrainingInterrupted:
             status = "KILLED"
             raise
@@ -802,29 +802,29 @@ class Trainer:
         if d.main:
             self._verify_lease()
         adapter_uri = storage.join(self.options.output_dir, "adapter")
-        summary: dict[str, Any] = {
-            "mlflow_run_id": state.mlflow_run_id,
-            "steps": state.step,
-            "total_steps": total_steps,
-            "steps_this_attempt": attempt["steps"],
-            "tokens": state.tokens,
-            "tokens_per_s": round(attempt["tokens_per_s"], 2),
-            "train_seconds": round(attempt["seconds"], 3),
-            "checkpoint_seconds": round(self.checkpoint_seconds, 3),
+        summary = TrainSummary(
+            mlflow_run_id=state.mlflow_run_id,
+            steps=state.step,
+            total_steps=total_steps,
+            steps_this_attempt=attempt["steps"],
+            tokens=state.tokens,
+            tokens_per_s=round(attempt["tokens_per_s"], 2),
+            train_seconds=round(attempt["seconds"], 3),
+            checkpoint_seconds=round(self.checkpoint_seconds, 3),
             # Time spent checking the lease before checkpoints and outputs (included in checkpoint_seconds).
-            "lease_verify_seconds": round(self.leases.verify_seconds, 6) if self.leases else None,
-            "train_loss": attempt["train_loss"],
-            "eval_loss": state.last_eval_loss,
-            "checkpoints_written": self.written,
-            "checkpoint_dir": self.options.checkpoints,
-            "resumed_from": resume_ref.uri if resume_ref else None,
-            "adapter_dir": adapter_uri,
-            "output_dir": self.options.output_dir,
-            "base_model": self.base_model,
-            "dataset": self.dataset_uri,
-            "dataset_hash": dataset_sha,
+            lease_verify_seconds=round(self.leases.verify_seconds, 6) if self.leases else None,
+            train_loss=attempt["train_loss"],
+            eval_loss=state.last_eval_loss,
+            checkpoints_written=self.written,
+            checkpoint_dir=self.options.checkpoints,
+            resumed_from=resume_ref.uri if resume_ref else None,
+            adapter_dir=adapter_uri,
+            output_dir=self.options.output_dir,
+            base_model=self.base_model,
+            dataset=self.dataset_uri,
+            dataset_hash=dataset_sha,
             **report.as_dict(),
-        }
+        ).to_json()
         if not d.main:
             _barrier(d)
             return summary

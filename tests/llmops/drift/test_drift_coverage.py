@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from llmops.drift import coverage, steer
-from llmops.drift.monitor import retrain_event_extra, verdict
+from llmops.drift.monitor import retrain_event_extra, summary_of, verdict
 from llmops.drift.stats import two_sample_test
 
 
@@ -191,8 +191,11 @@ def test_groups_get_their_nearest_chunks_from_milvus_lite(tmp_path):
 
 
 def test_retrain_event_carries_the_steer_uri():
-    summary = {"status": "drift", "steer_uri": "/r/steer.json", "drift_event": "drift-x", "excess": 0.3,
-               "p_value": 0.001, "report_uri": "/r/report.html"}
+    rep = {"status": "drift", "drift": True, "steer_uri": "/r/steer.json", "drift_event": "drift-x", "excess": 0.3,
+           "p_value": 0.001, "report_uri": "/r/report.html", "reference": {"uri": "/ref", "snapshot_id": "s1"},
+           "current": {"uri": "/traffic"}, "groups": [{"size": 3, "share": 0.3, "nearest_chunks": [{"chunk_id": "c"}]}]}
+    summary = summary_of(rep)
+    assert summary["groups"] == [{"size": 3, "share": 0.3, "chunk_ids": ["c"]}]
     extra = retrain_event_extra(summary)
     assert extra["steer_uri"] == "/r/steer.json" and extra["drift_event"] == "drift-x" and extra["excess"] == 0.3
     assert retrain_event_extra({**summary, "status": "no_drift"}) is None
