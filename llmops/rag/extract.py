@@ -13,6 +13,7 @@ storage or Spark: it is a pure function of (name, bytes).
 from __future__ import annotations
 
 import bisect
+import functools
 import html
 import io
 import re
@@ -231,6 +232,9 @@ def _title_from(meta: dict) -> str | None:
 
 
 # --- Markdown ---------------------------------------------------------------------------------------------
+# Parsed as CommonMark (plus tables) by markdown-it-py; what is not Markdown is handled around it: front
+# matter before the parse, Hugo shortcodes (`{{< ... >}}`, `{{% ... %}}`) replaced by their text first,
+# and raw HTML blocks reduced to their text.
 
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
 _SHORTCODE = re.compile(r"\{\{[<%]\s*(/?)\s*([\w./-]*)(.*?)\s*/?[>%]\}\}", re.S)
@@ -245,24 +249,9 @@ _HEADING_SHORTCODES = {
     "options": "Options",
     "seealso": "See also",
 }
-_ATX = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
-_SETEXT = re.compile(r"^\s{0,3}(=+|-+)\s*$")
-_FENCE = re.compile(r"^\s*(```+|~~~+)")
-_TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
-_REF_DEF = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*\S+")
 _BULLET = re.compile(r"^(\s*)[-*+]\s+")
-_QUOTE = re.compile(r"^\s*(>\s?)+")
-_HR = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
-_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)\s]*(?:\s+\"[^\"]*\")?\)")
-_LINK = re.compile(r"\[([^\]]+)\]\([^)\s]*(?:\s+\"[^\"]*\")?\)")
-_REF_LINK = re.compile(r"\[([^\]]+)\]\[[^\]]*\]")
-_AUTOLINK = re.compile(r"<((?:https?|mailto):[^>\s]+)>")
 _TAG = re.compile(r"</?[A-Za-z][\w:-]*(\s[^<>]*)?/?>")
-_STRONG = re.compile(r"(\*\*|__)(?=\S)(.{1,400}?)(?<=\S)\1", re.S)
-_EM_STAR = re.compile(r"(?<![\w*])\*(?=[^\s*])(.{1,400}?)(?<=[^\s*])\*(?![\w*])", re.S)
-_EM_UNDER = re.compile(r"(?<![\w_])_(?=[^\s_])(.{1,400}?)(?<=[^\s_])_(?![\w_])", re.S)
-_CODE_SPAN = re.compile(r"(`+)(.{1,1000}?)\1", re.S)
-_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>])")
+_NBSP_HEADING = re.compile(r"^( {0,3}#{1,6})\u00a0", re.M)
 
 
 def _shortcode(match: re.Match) -> str:
@@ -279,79 +268,101 @@ def _shortcode(match: re.Match) -> str:
     return ""
 
 
-def _inline_markdown(line: str) -> str:
-    line = _SHORTCODE.sub(_shortcode, line)
-    line = _IMAGE.sub(r"\1", line)
-    line = _LINK.sub(r"\1", line)
-    line = _REF_LINK.sub(r"\1", line)
-    line = _AUTOLINK.sub(r"\1", line)
-    line = _TAG.sub("", line)
-    line = _CODE_SPAN.sub(lambda m: m.group(2).strip(), line)
-    line = _STRONG.sub(r"\2", line)
-    line = _EM_STAR.sub(r"\1", line)
-    line = _EM_UNDER.sub(r"\1", line)
-    line = _ESCAPE.sub(r"\1", line)
-    return html.unescape(line)
+@functools.cache
+def _markdown_parser():
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").enable("table")
 
 
-def _table_row(line: str) -> str:
-    cells = [c.strip() for c in line.strip().strip("|").split("|")]
-    return " | ".join(c for c in cells if c)
+def _inline_text(tokens) -> str:
+    """Plain text of an inline token's children: link text, image alt text, code span content; no
+    emphasis markers, no raw HTML tags; line breaks kept."""
+    out: list[str] = []
+    for token in tokens or ():
+        if token.type in ("text", "code_inline"):
+            out.append(token.content)
+        elif token.type in ("softbreak", "hardbreak"):
+            out.append("\n")
+        elif token.type == "image":
+            out.append(_inline_text(token.children))
+    return "".join(out)
+
+
+def _html_text(raw: str) -> str:
+    """Text of a raw HTML block: comments and tags dropped, entities resolved."""
+    return html.unescape(_TAG.sub("", _HTML_COMMENT.sub("", raw)))
+
+
+class _MarkdownBlocks:
+    """Feeds markdown-it's block tokens to a `_Builder`. Text blocks on consecutive source lines (the
+    items of a tight list, the rows of a table, a paragraph and the list it introduces) form one
+    paragraph with a line each, as they read in the source; a blank line starts a new paragraph."""
+
+    def __init__(self, builder: _Builder) -> None:
+        self.b = builder
+        self.lines: list[str] = []
+        self.end: int | None = None  # source line after the last text block of the open paragraph
+
+    def flush(self) -> None:
+        if self.lines:
+            self.b.paragraph("\n".join(self.lines))
+            self.lines.clear()
+        self.end = None
+
+    def text(self, text: str, lines: list[int] | None) -> None:
+        if lines is None or lines[0] != self.end:
+            self.flush()
+        if text.strip():
+            self.lines.append(text)
+        self.end = lines[1] if lines else None
+
+    def feed(self, tokens) -> None:
+        heading = 0
+        in_table = False
+        number = ""  # an ordered list item's number, kept in front of its first line
+        for token in tokens:
+            kind = token.type
+            if kind == "list_item_open" and token.info:
+                number = f"{token.info}{token.markup} "
+            elif kind == "heading_open":
+                self.flush()
+                heading = int(token.tag[1])
+            elif kind == "inline" and heading:
+                self.b.heading(heading, _inline_text(token.children))
+                heading = 0
+            elif kind == "table_open":
+                self.text("", token.map)
+                in_table = True
+            elif kind == "tr_open":
+                cells: list[str] = []
+            elif kind == "inline" and in_table:
+                cells.append(_inline_text(token.children).strip())
+            elif kind == "tr_close":
+                self.lines.append(" | ".join(c for c in cells if c))
+            elif kind == "table_close":
+                in_table = False
+            elif kind == "inline":
+                self.text(number + _inline_text(token.children), token.map)
+                number = ""
+            elif kind in ("fence", "code_block"):
+                self.flush()
+                self.b.paragraph(token.content)
+            elif kind == "html_block":
+                self.text(_html_text(token.content), token.map)
+            elif kind == "hr":
+                self.flush()
+        self.flush()
 
 
 def extract_markdown(text: str) -> Extracted:
     meta, body = split_front_matter(text)
     b = _Builder(title=_title_from(meta))
-    body = _HTML_COMMENT.sub("", body)
     # Shortcodes may span lines (`{{< note >}}` blocks are one line, but arguments can wrap).
     body = _SHORTCODE.sub(lambda m: _shortcode(m).replace("\n", " "), body)
-    para: list[str] = []
-    code: list[str] | None = None
-    fence = ""
-
-    def flush() -> None:
-        if para:
-            # Inline markup is removed per paragraph: emphasis and links may wrap across lines.
-            b.paragraph(_inline_markdown("\n".join(para)))
-            para.clear()
-
-    for raw in body.split("\n"):
-        if code is not None:
-            if raw.strip().startswith(fence):
-                b.paragraph("\n".join(code))
-                code = None
-            else:
-                code.append(raw)
-            continue
-        fence_match = _FENCE.match(raw)
-        if fence_match:
-            flush()
-            fence, code = fence_match.group(1), []
-            continue
-        if not raw.strip():
-            flush()
-            continue
-        atx = _ATX.match(raw)
-        if atx:
-            flush()
-            b.heading(len(atx.group(1)), _inline_markdown(atx.group(2)))
-            continue
-        if _SETEXT.match(raw) and len(para) == 1 and not _TABLE_SEP.match(para[0]):
-            b.heading(1 if raw.strip().startswith("=") else 2, _inline_markdown(para.pop()))
-            continue
-        if _HR.match(raw) or _TABLE_SEP.match(raw) or _REF_DEF.match(raw):
-            if _HR.match(raw):
-                flush()
-            continue
-        line = _QUOTE.sub("", raw)
-        if line.lstrip().startswith("|"):
-            line = _table_row(line)
-        line = _BULLET.sub(r"\1", line)
-        if line.strip():
-            para.append(line)
-    flush()
-    if code:  # an unclosed fence runs to the end of the document
-        b.paragraph("\n".join(code))
+    # `##\u00a0Title` is a heading to its writer (and to the regex parser this replaced), not to CommonMark.
+    body = _NBSP_HEADING.sub(r"\1 ", body)
+    _MarkdownBlocks(b).feed(_markdown_parser().parse(body))
     return b.build()
 
 

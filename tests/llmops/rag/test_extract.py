@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from llmops.dev.sample_data import corpus_documents, minimal_pdf
 from llmops.exceptions import DocumentRejected
 from llmops.rag.extract import extract, normalize
-from llmops.sample_data import corpus_documents, minimal_pdf
 from tests.rag_helpers import CORPUS
 
 
@@ -28,6 +28,20 @@ def test_markdown_drops_front_matter_shortcodes_and_markup_and_keeps_headings():
     assert paths == [("Pods",), ("Pods", "Before you begin")]
     # Offsets of sections point at the heading text in the normalized text.
     assert doc.text[doc.sections[1].start:].startswith("Before you begin")
+
+
+def test_markdown_lists_and_tables_read_as_in_the_source():
+    text = "Steps:\n1. Create it.\n2. Apply it,\n   twice.\n\n- one\n  - nested\n\n| k | v |\n|---|---|\n| a | b |\n"
+    assert extract("a.md", text.encode()).text == "Steps:\n1. Create it.\n2. Apply it,\ntwice.\n\none\nnested\n\nk | v\na | b"
+
+
+def test_markdown_code_keeps_what_the_regex_parser_took_for_markup():
+    # The regex parser dropped `<pod-name>` as an HTML tag and `**` as emphasis inside code spans, and read
+    # an indented code block's YAML list dashes and `---` as bullets and a table rule.
+    text = "Run `kubectl logs <pod-name>` or `a**b**`.\n\nIndented code:\n\n    # not a heading\n    - name: app\n    ---\n"
+    doc = extract("a.md", text.encode())
+    assert doc.text == "Run kubectl logs <pod-name> or a**b**.\n\nIndented code:\n\n# not a heading\n- name: app\n---"
+    assert [s.path for s in doc.sections] == [()]
 
 
 def test_html_rst_text_and_pdf_of_the_sample_corpus():
