@@ -151,8 +151,8 @@ class TeacherGenerator:
                 if exc.code in RETRYABLE:
                     continue
                 raise DatasetError(
-                    f"teacher endpoint {url} answered {last}: check the URL, the model name {self.model!r} "
-                    "and the API key's variable"
+                    f"teacher endpoint {url} answered {last} ({_server_message(exc)}): check the URL, the model "
+                    f"name {self.model!r}, the API key's variable, and that the prompt fits the model's context"
                 ) from None
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
                 last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
@@ -219,6 +219,20 @@ class TeacherGenerator:
             answer=answer, evidence=quote,
             extra={"distractor_chunk_ids": [d.chunk_id for d in context.distractors], "model": self.model},
         ), None
+
+
+def _server_message(exc: urllib.error.HTTPError) -> str:
+    """The error an OpenAI-compatible server gives in its body (`{"error": {"message": ...}}`), shortened."""
+    try:
+        body = exc.read()[:2000].decode(errors="replace")
+    except OSError:
+        return "no body"
+    try:
+        error = json.loads(body).get("error", body)
+        message = error.get("message", error) if isinstance(error, dict) else error
+    except (json.JSONDecodeError, AttributeError):
+        message = body
+    return " ".join(str(message).split())[:300] or "empty body"
 
 
 def _content(response: Any) -> tuple[str | None, str | None]:
