@@ -328,6 +328,36 @@ class TrainState:
     checkpoints: list[int] = field(default_factory=list)
 
 
+@dataclass
+class _Run:
+    """One attempt's model, optimizer and data, as the loop, the checkpoints and the outputs use them."""
+
+    model: Any  # the PEFT model, unwrapped: what is saved and evaluated
+    ddp_model: Any  # `model`, or its DistributedDataParallel wrapper: what is trained
+    trainable: list[Any]  # the parameters the optimizer updates (gradient clipping)
+    optimizer: Any
+    scheduler: Any
+    tokenizer: Any
+    train_rows: list[Example]
+    eval_rows: list[Example]
+    total_steps: int
+    device: Any
+    d: Dist
+    tracker: Tracker
+    dataset_sha: str
+    state: TrainState
+
+
+@dataclass
+class _Progress:
+    """This attempt's progress, for its throughput and its final train loss."""
+
+    started: float
+    tokens_before: int
+    first_step: int
+    losses: list[float] = field(default_factory=list)
+
+
 # --- MLflow --------------------------------------------------------------------------------------------
 
 
@@ -553,6 +583,11 @@ class Trainer:
         tracker_tags = {"dataset_sha256": dataset.sha256, **opts.tags}
         run_id = tracker.start(state.mlflow_run_id, opts.run_name, tracker_tags)
         state.mlflow_run_id = run_id
+        run = _Run(
+            model=model, ddp_model=ddp_model, trainable=trainable, optimizer=optimizer, scheduler=scheduler,
+            tokenizer=tokenizer, train_rows=train_rows, eval_rows=eval_rows, total_steps=total_steps,
+            device=device, d=d, tracker=tracker, dataset_sha=dataset.sha256, state=state,
+        )
         if resume_ref is None:
             tracker.log_params(
                 {
@@ -576,15 +611,12 @@ class Trainer:
 
         status = "FAILED"
         try:
-            attempt = self._loop(
-                ddp_model, model, optimizer, scheduler, state, train_rows, eval_rows, tokenizer, total_steps,
-                device, d, tracker, dataset.sha256,
-            )
+            attempt = self._loop(run)
             eval_loss = self._evaluate(model, eval_rows, tokenizer, device, cfg.batch_size, d) if eval_rows else None
             if eval_loss is not None:
                 state.last_eval_loss = eval_loss
                 tracker.metric("eval_loss", eval_loss, state.step)
-            summary = self._finish(model, state, tracker, attempt, report, dataset.sha256, resume_ref, total_steps, d)
+            summary = self._finish(run, attempt, report, resume_ref)
             status = "FINISHED"
             return TrainSummary(**{**summary, "rows_train": len(train_rows), "rows_eval": len(eval_rows)}).to_json()
         except TrainingInterrupted:
@@ -595,93 +627,114 @@ class Trainer:
 
     # -- the loop --
 
-    def _loop(self, ddp_model, model, optimizer, scheduler, state: TrainState, train_rows: list[Example],
-              eval_rows: list[Example], tokenizer, total_steps: int, device, d: Dist, tracker: Tracker,
-              dataset_sha: str) -> dict[str, float]:
-        import torch
-
-        cfg = self.config
-        order = DataOrder(len(train_rows), cfg.seed)
-        pad = tokenizer.pad_token_id
-        step_log = self._open_step_log(d, fresh=state.step == 0)
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        ddp_model.train()
-        started = time.perf_counter()
-        tokens_before = state.tokens
-        losses_window: list[float] = []
-        first_step = state.step
+    def _loop(self, run: _Run) -> dict[str, float]:
+        """Train from `run.state.step` to `run.total_steps`, checkpointing every `save_every` steps; a stop
+        signal checkpoints the step just done and raises `TrainingInterrupted`."""
+        cfg, state = self.config, run.state
+        order = DataOrder(len(run.train_rows), cfg.seed)
+        step_log = self._open_step_log(run.d, fresh=state.step == 0)
+        run.ddp_model.train()
+        progress = _Progress(started=time.perf_counter(), tokens_before=state.tokens, first_step=state.step)
         try:
-            if _any_rank(bool(self.stop), d, device):
+            if _any_rank(bool(self.stop), run.d, run.device):
                 raise TrainingInterrupted(f"stopped by signal before step {state.step + 1}; nothing to checkpoint")
-            while state.step < total_steps:
-                step_loss = torch.zeros((), device=device)
-                step_tokens = 0
-                for micro in range(cfg.grad_accum_steps):
-                    idx = order.indices(state.position + d.rank * cfg.batch_size, cfg.batch_size)
-                    state.position += cfg.batch_size * d.world
-                    batch = {k: v.to(device) for k, v in collate([train_rows[i] for i in idx], pad).items()}
-                    sync = micro == cfg.grad_accum_steps - 1 or d.world == 1
-                    with nullcontext() if sync else ddp_model.no_sync():
-                        loss = ddp_model(**batch).loss / cfg.grad_accum_steps
-                        loss.backward()
-                    step_loss += loss.detach()
-                    step_tokens += int(batch["attention_mask"].sum())
-                if cfg.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
-                lr = scheduler.get_last_lr()[0]
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                state.step += 1
-                if d.world > 1:
-                    import torch.distributed as dist
-
-                    packed = torch.tensor([float(step_loss), float(step_tokens)], device=device)
-                    dist.all_reduce(packed)
-                    loss_value, step_tokens = packed[0].item() / d.world, int(packed[1].item())
-                else:
-                    loss_value = step_loss.item()
-                state.tokens += step_tokens
-                state.last_train_loss = loss_value
-                losses_window.append(loss_value)
-                if d.main:
-                    step_log.write(
-                        json.dumps({"step": state.step, "loss": round(loss_value, 6), "lr": lr,
-                                    "tokens": state.tokens, "pid": os.getpid()}) + "\n"
-                    )
-                    step_log.flush()
-                tracker.metric("train_loss", loss_value, state.step)
-                tracker.metric("learning_rate", lr, state.step)
-                if state.step % cfg.log_every == 0:
-                    elapsed = time.perf_counter() - started
-                    tracker.metric("tokens_per_s", (state.tokens - tokens_before) / max(elapsed, 1e-9), state.step)
-                    tracker.flush()
-                if eval_rows and cfg.eval_every and state.step % cfg.eval_every == 0 and state.step < total_steps:
-                    state.last_eval_loss = self._evaluate(model, eval_rows, tokenizer, device, cfg.batch_size, d)
-                    tracker.metric("eval_loss", state.last_eval_loss, state.step)
-                    ddp_model.train()
-                stopping = _any_rank(bool(self.stop), d, device)
-                if stopping or state.step % cfg.save_every == 0 or state.step == total_steps:
-                    self._save(model, optimizer, scheduler, state, total_steps, dataset_sha, d)
-                if stopping:
-                    tracker.flush()
-                    raise TrainingInterrupted(
-                        f"stopped by signal {self.stop.signal} after step {state.step} of {total_steps}; "
-                        f"checkpoint {ckpt.step_name(state.step)} written under {self.options.checkpoints}: "
-                        "run again with --resume auto to continue"
-                    )
+            while state.step < run.total_steps:
+                loss_value, lr = self._train_step(run, order)
+                progress.losses.append(loss_value)
+                self._log_step(run, progress, step_log, loss_value, lr)
+                self._evaluate_every(run)
+                self._checkpoint_or_stop(run)
         finally:
             step_log.close()
-        elapsed = time.perf_counter() - started
-        trained = state.tokens - tokens_before
+        elapsed = time.perf_counter() - progress.started
+        trained = state.tokens - progress.tokens_before
+        losses_window = progress.losses
         return {
             "seconds": elapsed,
-            "steps": state.step - first_step,
+            "steps": state.step - progress.first_step,
             "tokens": trained,
             "tokens_per_s": trained / elapsed if elapsed > 0 and trained else 0.0,
             "train_loss": (sum(losses_window[-cfg.log_every:]) / len(losses_window[-cfg.log_every:]))
             if losses_window else state.last_train_loss,
         }
+
+    def _train_step(self, run: _Run, order: DataOrder) -> tuple[float, float]:
+        """One optimizer step over `grad_accum_steps` micro-batches (gradients synchronized across ranks on
+        the last one); returns the step's loss (averaged over ranks) and the learning rate it used."""
+        import torch
+
+        cfg, d, state = self.config, run.d, run.state
+        step_loss = torch.zeros((), device=run.device)
+        step_tokens = 0
+        for micro in range(cfg.grad_accum_steps):
+            idx = order.indices(state.position + d.rank * cfg.batch_size, cfg.batch_size)
+            state.position += cfg.batch_size * d.world
+            rows = [run.train_rows[i] for i in idx]
+            batch = {k: v.to(run.device) for k, v in collate(rows, run.tokenizer.pad_token_id).items()}
+            sync = micro == cfg.grad_accum_steps - 1 or d.world == 1
+            with nullcontext() if sync else run.ddp_model.no_sync():
+                loss = run.ddp_model(**batch).loss / cfg.grad_accum_steps
+                loss.backward()
+            step_loss += loss.detach()
+            step_tokens += int(batch["attention_mask"].sum())
+        if cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(run.trainable, cfg.max_grad_norm)
+        lr = run.scheduler.get_last_lr()[0]
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        if d.world > 1:
+            import torch.distributed as dist
+
+            packed = torch.tensor([float(step_loss), float(step_tokens)], device=run.device)
+            dist.all_reduce(packed)
+            loss_value, step_tokens = packed[0].item() / d.world, int(packed[1].item())
+        else:
+            loss_value = step_loss.item()
+        state.tokens += step_tokens
+        state.last_train_loss = loss_value
+        return loss_value, lr
+
+    def _log_step(self, run: _Run, progress: _Progress, step_log, loss_value: float, lr: float) -> None:
+        """The step's line in the step log (rank 0) and its metrics; throughput every `log_every` steps."""
+        state, tracker = run.state, run.tracker
+        if run.d.main:
+            step_log.write(
+                json.dumps({"step": state.step, "loss": round(loss_value, 6), "lr": lr,
+                            "tokens": state.tokens, "pid": os.getpid()}) + "\n"
+            )
+            step_log.flush()
+        tracker.metric("train_loss", loss_value, state.step)
+        tracker.metric("learning_rate", lr, state.step)
+        if state.step % self.config.log_every == 0:
+            elapsed = time.perf_counter() - progress.started
+            tracker.metric("tokens_per_s", (state.tokens - progress.tokens_before) / max(elapsed, 1e-9), state.step)
+            tracker.flush()
+
+    def _evaluate_every(self, run: _Run) -> None:
+        """The held-out loss every `eval_every` steps (the last step's comes after the loop)."""
+        cfg, state = self.config, run.state
+        if run.eval_rows and cfg.eval_every and state.step % cfg.eval_every == 0 and state.step < run.total_steps:
+            state.last_eval_loss = self._evaluate(run.model, run.eval_rows, run.tokenizer, run.device,
+                                                  cfg.batch_size, run.d)
+            run.tracker.metric("eval_loss", state.last_eval_loss, state.step)
+            run.ddp_model.train()
+
+    def _checkpoint_or_stop(self, run: _Run) -> None:
+        """A checkpoint every `save_every` steps, at the last step and when any rank was signalled to stop;
+        after the latter, `TrainingInterrupted`."""
+        state, total_steps = run.state, run.total_steps
+        stopping = _any_rank(bool(self.stop), run.d, run.device)
+        if stopping or state.step % self.config.save_every == 0 or state.step == total_steps:
+            self._save(run)
+        if stopping:
+            run.tracker.flush()
+            raise TrainingInterrupted(
+                f"stopped by signal {self.stop.signal} after step {state.step} of {total_steps}; "
+                f"checkpoint {ckpt.step_name(state.step)} written under {self.options.checkpoints}: "
+                "run again with --resume auto to continue"
+            )
 
     def _open_step_log(self, d: Dist, fresh: bool):
         if not d.main:
@@ -716,8 +769,11 @@ class Trainer:
 
     # -- checkpoints --
 
-    def _save(self, model, optimizer, scheduler, state: TrainState, total_steps: int, dataset_sha: str, d: Dist) -> None:
+    def _save(self, run: _Run) -> None:
         from safetensors.torch import save as save_safetensors
+
+        model, optimizer, scheduler, state, d = run.model, run.optimizer, run.scheduler, run.state, run.d
+        total_steps, dataset_sha = run.total_steps, run.dataset_sha
 
         started = time.perf_counter()
         rng = rng_state()
@@ -797,8 +853,9 @@ class Trainer:
 
     # -- outputs --
 
-    def _finish(self, model, state: TrainState, tracker: Tracker, attempt: dict[str, float], report, dataset_sha: str,
-                resume_ref, total_steps: int, d: Dist) -> dict[str, Any]:
+    def _finish(self, run: _Run, attempt: dict[str, float], report, resume_ref) -> dict[str, Any]:
+        model, state, tracker, d = run.model, run.state, run.tracker, run.d
+        total_steps, dataset_sha = run.total_steps, run.dataset_sha
         if d.main:
             self._verify_lease()
         adapter_uri = storage.join(self.options.output_dir, "adapter")
