@@ -597,80 +597,38 @@ def register(
     version, and logs the gate report and training config as artifacts of the training run. Returns a
     summary: `registered_model_name`, `version`, `model_uri`, `created`, `mlflow_run_id`, ...
     """
-    from mlflow.exceptions import MlflowException
-
     s = settings or load_settings()
     name = name or s.registered_model_name
     lineage = lineage or Lineage()
     adapter, gate_report = absolute(adapter), absolute(gate_report)
     lineage.training_config = absolute(lineage.training_config)
     client = mlflow_client(s)
-    try:
-        run = client.get_run(training_run_id)
-    except MlflowException as exc:
-        raise RegistryError(
-            f"training run {training_run_id!r} not found on {s.mlflow_uri} ({exc.message}): "
-            "pass the mlflow_run_id of the train step's summary"
-        ) from None
-
-    report: dict[str, Any] | None = None
-    if gate_report:
-        from llmops.evaluation.gate import read_report
-
-        report = read_report(gate_report)
+    run = _training_run(client, training_run_id, s)
+    report = _gate_report(gate_report)
 
     # MLflow's SQL registry resolves `models:/<model_id>` sources through the global tracking URI
     # (a TODO in mlflow/store/model_registry/sqlalchemy_store.py): set it for the whole registration.
     with tracking(s), tempfile.TemporaryDirectory(prefix="llmops-register-") as tmp:
         adapter_dir = _local_adapter(adapter, Path(tmp))
-        base = base_model or _adapter_base(adapter_dir)
-        if storage.scheme(base) in ("", "file") and Path(storage.local_path(base)).exists():
-            base = str(Path(storage.local_path(base)).resolve())
+        base = _base_model_of(adapter_dir, base_model)
         lineage.base_model = lineage.base_model or base
-        tags = lineage.tags()
-        if report is not None:
-            tags[TAG_GATE_DECISION] = "promote" if report["passed"] else "reject"
-            tags[TAG_GATE_REPORT] = gate_report
+        tags = _registration_tags(lineage, report, gate_report)
 
         _ensure_registered_model(client, name)
         mv = _find_version(client, name, training_run_id)
         created = mv is None
         if mv is None:
-            logged, adapter_uri = _log_adapter_model(client, training_run_id, adapter_dir, base, s, Path(tmp))
-            version_tags = {
-                **tags,
-                TAG_TRAINING_RUN: training_run_id,
-                TAG_ADAPTER_URI: adapter_uri,
-                TAG_ADAPTER_SOURCE: str(adapter),
-            }
-            # Tags are set in the same call that creates the version: a crash cannot leave an
-            # untagged version that a retry would not find.
-            mv = client.create_model_version(
-                name,
-                source=logged.model_uri,
-                run_id=training_run_id,
-                tags=version_tags,
-                model_id=logged.model_id,
-                description=f"Adapter of training run {training_run_id} on base {base}.",
-            )
-            log.info("Registered %s version %s for training run %s", name, mv.version, training_run_id)
+            mv = _create_version(client, name, training_run_id, _Adapter(adapter, adapter_dir, base), tags, s, Path(tmp))
         else:
             log.info("Training run %s is already %s version %s: not registering again", training_run_id, name, mv.version)
-            for key, value in tags.items():
-                if mv.tags.get(key) != value:
-                    client.set_model_version_tag(name, mv.version, key, value)
+            _retag_version(client, name, mv, tags)
 
+        registered = f"models:/{name}/{mv.version}"
         for key, value in tags.items():
             client.set_tag(training_run_id, key, value)
-        client.set_tag(training_run_id, "llmops.registered_model", f"models:/{name}/{mv.version}")
+        client.set_tag(training_run_id, "llmops.registered_model", registered)
         _log_run_files(client, training_run_id, lineage.training_config, gate_report, Path(tmp))
-        # Everything known about where the model comes from, in one readable file beside the tags.
-        client.log_dict(
-            training_run_id,
-            {"lineage": tags, "chunking": lineage.chunking, "registered_model": f"models:/{name}/{mv.version}",
-             "training_summary": training_summary or {}},
-            "lineage/lineage.json",
-        )
+        _log_lineage(client, training_run_id, tags, lineage, registered, training_summary)
         client.set_registered_model_alias(name, CHALLENGER, mv.version)
 
     mv = client.get_model_version(name, mv.version)
@@ -687,6 +645,99 @@ def register(
         gate_decision=tags.get(TAG_GATE_DECISION),
         tags={k: v for k, v in mv.tags.items() if k.startswith("llmops.")},
     ).to_json()
+
+
+@dataclass(frozen=True)
+class _Adapter:
+    """The adapter being registered: where it was given, its local copy, and the base model it adapts."""
+
+    source: str
+    local: Path
+    base: str
+
+
+def _training_run(client: MlflowClient, training_run_id: str, settings: Settings):
+    """The training run the adapter comes from, or `RegistryError` naming it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(training_run_id)
+    except MlflowException as exc:
+        raise RegistryError(
+            f"training run {training_run_id!r} not found on {settings.mlflow_uri} ({exc.message}): "
+            "pass the mlflow_run_id of the train step's summary"
+        ) from None
+
+
+def _gate_report(gate_report: str | None) -> dict[str, Any] | None:
+    if not gate_report:
+        return None
+    from llmops.evaluation.gate import read_report
+
+    return read_report(gate_report)
+
+
+def _base_model_of(adapter_dir: Path, base_model: str | None) -> str:
+    """The base model given, else the adapter's own; a local folder as an absolute path."""
+    base = base_model or _adapter_base(adapter_dir)
+    if storage.scheme(base) in ("", "file") and Path(storage.local_path(base)).exists():
+        base = str(Path(storage.local_path(base)).resolve())
+    return base
+
+
+def _registration_tags(lineage: Lineage, report: dict[str, Any] | None, gate_report: str | None) -> dict[str, str]:
+    """The lineage tags, with the gate's decision and report when a report is given."""
+    tags = lineage.tags()
+    if report is not None:
+        tags[TAG_GATE_DECISION] = "promote" if report["passed"] else "reject"
+        tags[TAG_GATE_REPORT] = gate_report
+    return tags
+
+
+def _create_version(
+    client: MlflowClient, name: str, training_run_id: str, adapter: _Adapter, tags: dict[str, str],
+    settings: Settings, tmp: Path,
+) -> ModelVersion:
+    """Log the adapter as the training run's model and register it as a new version of `name`."""
+    logged, adapter_uri = _log_adapter_model(client, training_run_id, adapter.local, adapter.base, settings, tmp)
+    version_tags = {
+        **tags,
+        TAG_TRAINING_RUN: training_run_id,
+        TAG_ADAPTER_URI: adapter_uri,
+        TAG_ADAPTER_SOURCE: str(adapter.source),
+    }
+    # Tags are set in the same call that creates the version: a crash cannot leave an
+    # untagged version that a retry would not find.
+    mv = client.create_model_version(
+        name,
+        source=logged.model_uri,
+        run_id=training_run_id,
+        tags=version_tags,
+        model_id=logged.model_id,
+        description=f"Adapter of training run {training_run_id} on base {adapter.base}.",
+    )
+    log.info("Registered %s version %s for training run %s", name, mv.version, training_run_id)
+    return mv
+
+
+def _retag_version(client: MlflowClient, name: str, mv: ModelVersion, tags: dict[str, str]) -> None:
+    """A retried registration: bring the existing version's tags up to date."""
+    for key, value in tags.items():
+        if mv.tags.get(key) != value:
+            client.set_model_version_tag(name, mv.version, key, value)
+
+
+def _log_lineage(
+    client: MlflowClient, run_id: str, tags: dict[str, str], lineage: Lineage, registered: str,
+    training_summary: dict[str, Any] | None,
+) -> None:
+    """Everything known about where the model comes from, in one readable file beside the tags."""
+    client.log_dict(
+        run_id,
+        {"lineage": tags, "chunking": lineage.chunking, "registered_model": registered,
+         "training_summary": training_summary or {}},
+        "lineage/lineage.json",
+    )
 
 
 def _log_run_files(client: MlflowClient, run_id: str, training_config: str | None, gate_report: str | None, tmp: Path) -> None:
