@@ -63,7 +63,8 @@ ARG AIRFLOW_VERSION
 COPY --from=requirements /requirements/airflow.txt /tmp/requirements-airflow.txt
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /tmp/requirements-airflow.txt \
         -c "${HOME}/constraints.txt"
-# Code layer: the wheel (llmops, llmops_operators, the plugin, templates and example configs).
+# Code layer: the wheel (llmops, llmops_operators, the plugin, templates and example configs; not the
+# development tools in llmops/dev, which setup.py leaves out).
 COPY --from=wheel /wheels/ /tmp/wheels/
 RUN pip install --no-cache-dir --no-deps /tmp/wheels/*.whl
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/

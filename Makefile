@@ -78,7 +78,7 @@ browser:
 	fi
 
 demo: $(STAMP)
-	$(BIN)/python -m llmops.demo
+	$(BIN)/python -m llmops.dev.demo
 
 # The serving environment too: the slow vLLM test serves a trained adapter with the pinned vLLM (it skips,
 # saying why, on a CPU without AVX-512).

@@ -18,7 +18,9 @@ RENAMED = {
     "llmops_spark_jobs": "spark_jobs",
 }
 
-packages = find_packages(include=["llmops", "llmops.*"])
+# The development tools (`llmops/dev`: demo, benchmarks, sample data, tiny base model) stay out of the
+# wheel, so out of the images; an editable install maps the whole `llmops/` folder, so a checkout has them.
+packages = find_packages(include=["llmops", "llmops.*"], exclude=["llmops.dev", "llmops.dev.*"])
 for name, folder in RENAMED.items():
     packages += [name + p[len(folder):] for p in find_packages(include=[folder, f"{folder}.*"])]
 

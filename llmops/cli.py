@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from llmops import __version__
 from llmops.exceptions import LlmopsError
 
+DEV_PACKAGE = "llmops.dev"  # development tools: in a checkout, not in the wheel
+
 COMMAND_MODULES = [
     "llmops.commands.settings",
     "llmops.commands.sample_data",
@@ -91,6 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LlmopsError as exc:
         print(f"llmops {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        # The development tools (llmops.dev) are left out of the wheel, so of the images: their commands
+        # are registered everywhere but run only in a checkout.
+        if exc.name != DEV_PACKAGE and not (exc.name or "").startswith(DEV_PACKAGE + "."):
+            raise
+        print(f"llmops {args.command}: a development tool, available in a checkout (pip install -e .)",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"llmops {args.command}: interrupted", file=sys.stderr)
         return 130

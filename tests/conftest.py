@@ -110,7 +110,7 @@ def airflow_db() -> Path:
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
     """The project's sample data (corpus + finetune.jsonl), written once per session."""
-    from llmops.sample_data import write_sample_data
+    from llmops.dev.sample_data import write_sample_data
 
     out = tmp_path_factory.mktemp("sample")
     write_sample_data(out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from llmops.sample_data import corpus_documents, minimal_pdf
+from llmops.dev.sample_data import corpus_documents, minimal_pdf
 from tests.conftest import require_shared, shared_path
 
 CORPUS = shared_path("corpus")

@@ -230,11 +230,20 @@ def _runtime_files(folder: Path) -> set[Path]:
     }
 
 
+# The development tools (demo, benchmarks, sample data, tiny base model): in a checkout, not in the wheel.
+DEV_TOOLS = Path("dev")
+
+
 @pytest.mark.slow
-def test_the_wheel_ships_every_runtime_file(wheel_site):
+def test_the_wheel_ships_every_runtime_file_and_no_dev_tool(wheel_site):
     for package, folder in PACKAGE_DIRS.items():
         shipped = {p.relative_to(wheel_site / package) for p in (wheel_site / package).rglob("*") if p.is_file()}
         here = _runtime_files(REPO / folder)
+        if package == "llmops":
+            dev = {p for p in here if p.is_relative_to(DEV_TOOLS)}
+            assert dev, "llmops/dev/ holds the development tools"
+            here -= dev
+            assert not {p for p in shipped if p.is_relative_to(DEV_TOOLS)}, "the wheel ships llmops/dev/"
         assert here <= shipped, f"{folder}/ files missing from the wheel: {sorted(map(str, here - shipped))}"
 
 
@@ -275,3 +284,32 @@ def test_the_wheel_renders_and_validates_with_no_checkout(wheel_site, tmp_path):
     policy = _run_outside(wheel_site, work, "-c", "from llmops.evaluation.gate import load_policy; "
                           "print(len(load_policy('examples/local/gate.yaml').metrics))")
     assert policy.returncode == 0 and int(policy.stdout) > 0, policy.stderr
+
+
+@pytest.mark.slow
+def test_the_wheel_imports_every_runtime_module_and_dev_commands_say_where_they_are(wheel_site, tmp_path):
+    work = tmp_path / "work"
+    (work / "home").mkdir(parents=True)
+    modules = sorted(
+        ".".join(p.relative_to(REPO).with_suffix("").parts[:-1] if p.name == "__init__.py"
+                 else p.relative_to(REPO).with_suffix("").parts)
+        for p in (REPO / "llmops").rglob("*.py")
+        if not p.relative_to(REPO / "llmops").is_relative_to(DEV_TOOLS) and p.name != "__main__.py"  # runs the CLI
+    )
+    code = ("import importlib, json; "
+            f"print(json.dumps({{m: importlib.import_module(m).__file__ for m in {modules!r}}}))")
+    probe = _run_outside(wheel_site, work, "-c", code)
+    assert probe.returncode == 0, probe.stderr
+    for module, file in json.loads(probe.stdout).items():
+        assert Path(file).is_relative_to(wheel_site), f"{module} imported from {file}, not from the wheel"
+
+    # This venv's editable finder comes after the path finder and would still find `llmops.dev` in the
+    # checkout (it maps `llmops.*` to the checkout's folder); an image has no such finder, so drop it.
+    no_checkout = "import sys; sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in f.__module__]; "
+    dev = _run_outside(wheel_site, work, "-c", no_checkout + "import llmops.dev")
+    assert dev.returncode != 0 and "No module named 'llmops.dev'" in dev.stderr, dev.stderr
+    for argv in (["sample-data", "--out", str(tmp_path / "sample")], ["bench", "parse"]):
+        run = _run_outside(wheel_site, work, "-c", no_checkout + f"from llmops.cli import main; sys.exit(main({argv!r}))")
+        assert run.returncode == 2, run.stderr
+        assert f"llmops {argv[0]}: a development tool, available in a checkout (pip install -e .)" in run.stderr
+    assert not (tmp_path / "sample").exists()

@@ -18,7 +18,7 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from llmops.cli import print_json
-    from llmops.dag_parse import measure
+    from llmops.dev.dag_parse import measure
 
     print_json(measure(repeats=args.repeats))
     return 0

@@ -77,7 +77,7 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
 
 def _bench(args: argparse.Namespace) -> int:
     from llmops.cli import print_json
-    from llmops.dataset.bench import bench_dataset
+    from llmops.dev.bench.dataset import bench_dataset
 
     print_json(bench_dataset(args.workdir, repeat=args.repeat, extra_corpus=args.corpus))
     return 0

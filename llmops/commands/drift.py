@@ -180,7 +180,7 @@ def _run_sample_traffic(args: argparse.Namespace) -> int:
 
     from llmops import storage
     from llmops.cli import emit_summary
-    from llmops.drift.traffic import sample_traffic, to_jsonl
+    from llmops.dev.traffic import sample_traffic, to_jsonl
     from llmops.exceptions import ConfigError
 
     if args.n < 1:
@@ -210,7 +210,7 @@ def _run_triggers(args: argparse.Namespace) -> int:
 
 def _run_bench(args: argparse.Namespace) -> int:
     from llmops.cli import print_json
-    from llmops.drift.bench import BenchConfig, run_bench, text_summary
+    from llmops.dev.bench.drift import BenchConfig, run_bench, text_summary
     from llmops.settings import load_settings
 
     settings = load_settings()

@@ -298,6 +298,6 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from llmops.evaluation.bench import run_bench
+    from llmops.dev.bench.evaluation import run_bench
 
     return run_bench(args)

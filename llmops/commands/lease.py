@@ -76,7 +76,7 @@ def _bench_lease(args: argparse.Namespace) -> int:
     from llmops import storage
     from llmops.cli import print_json
     from llmops.commands.training import _bench_setup
-    from llmops.lease_bench import bench_lease, bench_lease_in_training
+    from llmops.dev.bench.lease import bench_lease, bench_lease_in_training
 
     result = bench_lease(args.folder, rounds=args.rounds)
     if args.train:
@@ -91,7 +91,7 @@ def _bench_lease(args: argparse.Namespace) -> int:
 def _bench_orphan(args: argparse.Namespace) -> int:
     from llmops.cli import print_json
     from llmops.commands.training import _bench_setup
-    from llmops.lease_bench import bench_orphan
+    from llmops.dev.bench.lease import bench_orphan
 
     _settings, base_model, dataset, config = _bench_setup(args)
     result = bench_orphan(base_model, dataset, trials=args.trials, grace_s=args.grace, at_step=args.at_step,

@@ -157,8 +157,8 @@ def _search(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from llmops.cli import print_json
+    from llmops.dev.bench.rag import bench_rag
     from llmops.exceptions import ConfigError
-    from llmops.rag.bench import bench_rag
 
     if args.corpus and args.input and args.corpus != args.input:
         raise ConfigError(f"corpus {args.corpus!r} and --input {args.input!r} differ: give the documents once")

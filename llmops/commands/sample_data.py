@@ -28,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from llmops import storage
     from llmops.cli import emit_summary
-    from llmops.sample_data import corpus_documents, write_sample_data
+    from llmops.dev.sample_data import corpus_documents, write_sample_data
 
     summary = write_sample_data(Path(args.out), release=args.release)
     if args.landing:

@@ -23,7 +23,7 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
 
 def _run_bench(args: argparse.Namespace) -> int:
     from llmops.cli import print_json
-    from llmops.s3_bench import run_s3_bench
+    from llmops.dev.bench.s3 import run_s3_bench
 
     print_json(run_s3_bench(args.size_mb, workdir=args.workdir))
     return 0

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _build_base_model(args: argparse.Namespace) -> int:
     from llmops.cli import emit_summary
-    from llmops.training.base_model import DEFAULT_SEED, build_base_model, build_info
+    from llmops.dev.base_model import DEFAULT_SEED, build_base_model, build_info
 
     overrides = {}
     if args.pretrain_steps is not None:
@@ -162,11 +162,11 @@ def _bench_setup(args: argparse.Namespace):
     base_model = args.base_model or settings.base_model_uri
     dataset = args.dataset or settings.dataset
     if not args.base_model and not storage.is_s3(base_model) and not (Path(base_model) / "config.json").exists():
-        from llmops.training.base_model import build_base_model
+        from llmops.dev.base_model import build_base_model
 
         build_base_model(base_model)
     if not args.dataset and not storage.is_s3(dataset) and not Path(dataset).exists():
-        from llmops.sample_data import write_sample_data
+        from llmops.dev.sample_data import write_sample_data
 
         write_sample_data(Path(dataset).parent)
     config = args.config
@@ -180,7 +180,7 @@ def _bench_setup(args: argparse.Namespace):
 
 def _bench_train(args: argparse.Namespace) -> int:
     from llmops.cli import print_json
-    from llmops.training.bench import bench_train
+    from llmops.dev.bench.training import bench_train
 
     settings, base_model, dataset, config = _bench_setup(args)
     print_json(bench_train(base_model, dataset, settings, config, steps=args.steps, rounds=args.rounds,
@@ -190,7 +190,7 @@ def _bench_train(args: argparse.Namespace) -> int:
 
 def _bench_preemption(args: argparse.Namespace) -> int:
     from llmops.cli import print_json
-    from llmops.training.bench import bench_preemption
+    from llmops.dev.bench.training import bench_preemption
 
     _settings, base_model, dataset, config = _bench_setup(args)
     extra = list(args.overrides)

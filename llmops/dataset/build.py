@@ -52,6 +52,11 @@ ROW_COLUMNS = [
 ]
 
 
+def prompt_for(question: str) -> str:
+    """The prompt format shared by fine-tuning rows, evaluation tasks and the smoke test."""
+    return f"Question: {question}\nAnswer:"
+
+
 def arrow_schema():
     import pyarrow as pa
 
@@ -188,7 +193,6 @@ def build_dataset(
     `before_write` runs before the version's files and again before `latest.json` (the commit point):
     the command passes its lease's `verify`, so a writer whose lease was taken over stops before writing."""
     from llmops.rag.snapshot import read_manifest, read_snapshot
-    from llmops.sample_data import prompt_for
 
     started = time.monotonic()
     storage.check_uri(root, "--out")

@@ -28,11 +28,16 @@ log = logging.getLogger(__name__)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.txt")
 
 
-def default_prompt() -> str:
-    """The first sample fact's question, in the fine-tuning prompt format."""
-    from llmops.sample_data import facts, prompt_for
+# The first sample fact's question (`llmops.dev.sample_data`, which the images do not ship), so the demo's
+# model knows the answer; tests/llmops/dev/test_sample_data.py keeps the two equal.
+DEFAULT_QUESTION = "What is the default port of the Larkspur Beacon service?"
 
-    return prompt_for(facts()[0].question)
+
+def default_prompt() -> str:
+    """`DEFAULT_QUESTION` in the fine-tuning prompt format."""
+    from llmops.dataset.build import prompt_for
+
+    return prompt_for(DEFAULT_QUESTION)
 
 
 def _local(location: str, tmp: Path, role: str) -> str:

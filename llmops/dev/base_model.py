@@ -5,7 +5,7 @@ through the ordinary `from_pretrained` path (config.json, model.safetensors, tok
 
 - a byte-level BPE tokenizer trained (deterministically) on the sample corpus, the fine-tuning text and
   the pretraining text below, with `<|bos|>`, `<|eos|>`, `<|pad|>` and a chat template that renders a
-  conversation in the same `Question: ...\\nAnswer: ...` format as `llmops.sample_data.prompt_for`;
+  conversation in the same `Question: ...\\nAnswer: ...` format as `llmops.dataset.build.prompt_for`;
 - a `LlamaForCausalLM` (hidden 256, 4 layers, 4 heads, about 3.7 M parameters) initialised from the
   seed and saved untrained by default: it answers questions about Larkspur at chance.
 
@@ -31,7 +31,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmops import sample_data
+from llmops.dataset.build import prompt_for
+from llmops.dev import sample_data
 from llmops.docstrings import field_docstrings
 from llmops.validation import config_error
 
@@ -154,7 +155,7 @@ def pretraining_texts(seed: int = DEFAULT_SEED, products: int = 12) -> list[str]
             for attr in sample_data.ATTRIBUTES:
                 for template in (sample_data.QUESTIONS[attr], *sample_data.PARAPHRASES[attr]):
                     question = template.format(product=product, name=name)
-                    texts.append(f"{sample_data.prompt_for(question)} {values[attr]}")
+                    texts.append(f"{prompt_for(question)} {values[attr]}")
     rng.shuffle(texts)
     return texts
 

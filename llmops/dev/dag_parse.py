@@ -25,7 +25,7 @@ from pathlib import Path
 HEAVY = (
     "torch", "transformers", "pyspark", "mlflow", "lm_eval", "sentence_transformers", "pymilvus", "peft",
 )
-DAGS_DIR = Path(__file__).resolve().parent.parent / "dags"
+DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 
 TRIVIAL_DAG = '''
 import pendulum

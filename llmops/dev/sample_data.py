@@ -19,6 +19,8 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from llmops.dataset.build import prompt_for
+
 PRODUCT = "Larkspur"
 SEED = 20261123
 
@@ -193,11 +195,6 @@ def facts() -> list[Fact]:
                 )
             )
     return out
-
-
-def prompt_for(question: str) -> str:
-    """The prompt format shared by fine-tuning rows and evaluation tasks."""
-    return f"Question: {question}\nAnswer:"
 
 
 # --- documents ---------------------------------------------------------------------------------------

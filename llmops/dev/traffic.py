@@ -1,7 +1,7 @@
 """Sample inference traffic for the demo and the tests (`llmops sample-traffic`).
 
 - **in-domain**: questions about the fictional product Larkspur drawn from the same generator as the
-  fine-tuning prompts (`llmops.sample_data`: a fact, then its canonical question or a paraphrase, sent as
+  fine-tuning prompts (`llmops.dev.sample_data`: a fact, then its canonical question or a paraphrase, sent as
   a `prompt_for` prompt or as a bare chat question in the same proportions as `finetune_rows`), sampled
   with replacement under another seed. Against `finetune.jsonl` as reference it must not be flagged.
 - **out-of-domain**: cooking questions from the project's own templates (a second fictional domain with
@@ -18,7 +18,8 @@ import random
 from datetime import datetime, timedelta
 from typing import Literal
 
-from llmops import sample_data as sd
+from llmops.dataset.build import prompt_for
+from llmops.dev import sample_data as sd
 
 Kind = Literal["in-domain", "out-of-domain"]
 SERVED_MODEL = "llmops-assistant"
@@ -56,7 +57,7 @@ def _larkspur_row(rng: random.Random, facts: list[sd.Fact]) -> tuple[str, str]:
         return fact.question, fact.answer
     templates = [sd.QUESTIONS[fact.attribute], *sd.PARAPHRASES[fact.attribute]]
     question = templates[shape].format(product=sd.PRODUCT, name=fact.component)
-    return sd.prompt_for(question), f" {fact.answer}"
+    return prompt_for(question), f" {fact.answer}"
 
 
 def _cooking_row(rng: random.Random, _facts: list[sd.Fact]) -> tuple[str, str]:
@@ -74,7 +75,7 @@ def _cooking_row(rng: random.Random, _facts: list[sd.Fact]) -> tuple[str, str]:
     q, a = question.format(**values), answer.format(**values)
     if rng.randrange(4) == 3:
         return q, a
-    return sd.prompt_for(q), f" {a}"
+    return prompt_for(q), f" {a}"
 
 
 def sample_traffic(kind: Kind, n: int, seed: int, end: datetime, span_hours: float = 1.0) -> list[dict]:

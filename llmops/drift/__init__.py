@@ -11,9 +11,10 @@
   `steer.json` the next dataset build reads;
 - `signals`: cheap side signals (prompt length, unknown tokens, out-of-vocabulary words);
 - `report`: `report.json`, `report.html` with plots, and the MLflow run;
-- `monitor`: one drift check end to end (what `llmops drift` runs);
-- `traffic`: sample traffic for the demo (in-domain Larkspur questions, out-of-domain cooking questions);
-- `bench`: the calibration and power benchmark on real corpora (`llmops bench drift`).
+- `monitor`: one drift check end to end (what `llmops drift` runs).
+
+The demo's sample traffic and the calibration benchmark are development tools: `llmops.dev.traffic`,
+`llmops.dev.bench.drift`.
 
 Nothing here imports Airflow; the drift DAG runs `llmops drift` as a step.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmops.dag_parse import DAGS_DIR, HEAVY, MAX_RATIO, measure
+from llmops.dev.dag_parse import DAGS_DIR, HEAVY, MAX_RATIO, measure
 
 DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"))
 

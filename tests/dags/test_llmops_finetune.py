@@ -23,7 +23,7 @@ LIFECYCLE = [
 def tiny_inputs(data_root):
     from llmops.dataset.build import build_dataset
     from llmops.dataset.generators import make_generator
-    from llmops.training.base_model import build_base_model
+    from llmops.dev.base_model import build_base_model
     from tests.llmops.dataset.conftest import write_corpus, write_processed
 
     # Under the data root: the local deployment config serves weights from a PVC mirroring it.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops.sample_data import corpus_documents
+from llmops.dev.sample_data import corpus_documents
 from tests.conftest import task_states
 
 pytestmark = pytest.mark.slow

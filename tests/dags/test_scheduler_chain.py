@@ -19,7 +19,7 @@ from tests.waiting import wait_for
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_landed_document_chains_sensor_preprocessing_dataset_and_finetuning(tmp_path):
-    from llmops.sample_data import write_sample_data
+    from llmops.dev.sample_data import write_sample_data
 
     data = tmp_path / "data"
     landing = data / "landing"

@@ -81,7 +81,7 @@ def test_unknown_class_gives_no_docstrings():
         ("llmops.training.config", "TrainConfig"),
         ("llmops.drift.monitor", "DriftConfig"),
         ("llmops.rag.config", "PreprocessConfig"),
-        ("llmops.training.base_model", "BaseModelSpec"),
+        ("llmops.dev.base_model", "BaseModelSpec"),
     ],
 )
 def test_project_models_match_pydantic_extraction(module, model):

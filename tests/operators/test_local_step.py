@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from llmops.dev.bench.training import read_step_log
 from llmops.lease import read_holder
 from llmops.process import StepProcess, process_alive
-from llmops.training.bench import read_step_log
 
 TASK = """
 import json, sys
@@ -30,7 +30,7 @@ LocalStepOperator(task_id="train", step="train", arguments=json.loads(sys.argv[1
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from llmops.training.base_model import build_base_model
+    from llmops.dev.base_model import build_base_model
 
     return build_base_model(tmp_path_factory.mktemp("tiny-model") / "tiny-llama", pretrain_steps=0)
 

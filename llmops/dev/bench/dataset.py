@@ -51,7 +51,7 @@ def _rows(dataset_uri: str) -> list[tuple]:
 def bench_dataset(workdir: str | None = None, repeat: int = 3, extra_corpus: str | None = None) -> dict[str, Any]:
     from llmops.dataset.build import build_dataset
     from llmops.dataset.extractive import ExtractiveGenerator
-    from llmops.sample_data import corpus_documents
+    from llmops.dev.sample_data import corpus_documents
 
     tmp = None if workdir else tempfile.TemporaryDirectory(prefix="llmops-bench-dataset-")
     root = Path(workdir or tmp.name)

@@ -151,7 +151,7 @@ def orphan_trial(train_cmd: list[str], out: Path, at_step: int, grace_s: float, 
 def bench_orphan(base_model: str, dataset: str, trials: int = 3, grace_s: float = 30.0, at_step: int = 3,
                  config: str | None = None, overrides: list[str] | None = None,
                  workdir: str | None = None) -> dict[str, Any]:
-    from llmops.training.bench import train_command
+    from llmops.dev.bench.training import train_command
 
     root = Path(workdir or tempfile.mkdtemp(prefix="llmops-bench-orphan-"))
     # Checkpoints only on the signal: the one found after the kill proves the SIGTERM path ran.

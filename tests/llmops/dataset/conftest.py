@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from llmops.dev.sample_data import corpus_documents
 from llmops.rag import snapshot as snap
 from llmops.rag.chunking import ChunkingConfig
 from llmops.rag.stages import process_document
-from llmops.sample_data import corpus_documents
 
 CHUNKING = ChunkingConfig(chunk_size=200, chunk_overlap=32, tokenizer="all-MiniLM-L6-v2")
 DIM = 64

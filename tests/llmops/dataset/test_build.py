@@ -9,12 +9,12 @@ import pyarrow.dataset as pads
 import pytest
 
 from llmops.cli import main
-from llmops.dataset.build import build_dataset, read_latest
+from llmops.dataset.build import build_dataset, prompt_for, read_latest
 from llmops.dataset.extractive import ExtractiveGenerator
 from llmops.dataset.generators import Generated, normalise
+from llmops.dev.sample_data import corpus_documents
 from llmops.exceptions import InputDataError
 from llmops.rag.snapshot import read_snapshot
-from llmops.sample_data import corpus_documents, prompt_for
 from llmops.training.data import dataset_files, dataset_version, read_dataset
 from tests.llmops.dataset.conftest import write_corpus, write_processed
 
@@ -41,7 +41,7 @@ def test_every_answer_occurs_verbatim_in_its_chunk(release1, tmp_path):
 
 def test_the_facts_of_the_sample_product_are_found(release1, tmp_path):
     """A generic extractor finds the rendered facts (ports, protocols, teams, releases, commands)."""
-    from llmops.sample_data import components
+    from llmops.dev.sample_data import components
 
     summary = build_dataset(release1, str(tmp_path / "ds"), ExtractiveGenerator())
     answers = {r["answer"] for s in ("train", "eval") for r in rows(summary["dataset_uri"], s)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from llmops.dataset.extractive import ExtractiveGenerator, salient_spans, topic_of
 from llmops.dataset.generators import Chunk, Context, normalise
-from llmops.sample_data import corpus_documents
+from llmops.dev.sample_data import corpus_documents
 
 TEXT = """Ingress controller
 

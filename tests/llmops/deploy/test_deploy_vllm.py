@@ -153,8 +153,9 @@ def test_vllm_serves_the_trained_adapter_on_its_base(serving_env, data_root, tmp
     import shutil
 
     from llmops.cli import main
-    from llmops.sample_data import facts, prompt_for
-    from llmops.training.base_model import build_base_model
+    from llmops.dataset.build import prompt_for
+    from llmops.dev.base_model import build_base_model
+    from llmops.dev.sample_data import facts
 
     fact = facts()[0]
     prompt = prompt_for(fact.question)
@@ -189,7 +190,7 @@ def test_vllm_serves_the_trained_adapter_on_its_base(serving_env, data_root, tmp
 def test_llmops_serve_names_the_argument_the_pinned_vllm_rejects(serving_env, data_root, tmp_path, capsys):
     """A rendered folder whose arguments this vLLM does not know: `llmops serve` fails naming the argument."""
     from llmops.cli import main
-    from llmops.training.base_model import build_base_model
+    from llmops.dev.base_model import build_base_model
 
     base = data_root / "vllm-tests-reject" / "tiny-llama"
     if not base.exists():

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
+from llmops.dataset.build import prompt_for
+from llmops.dev.base_model import build_base_model, pretraining_texts
+from llmops.dev.sample_data import facts
 from llmops.exceptions import ConfigError
-from llmops.sample_data import facts, prompt_for
-from llmops.training.base_model import build_base_model, pretraining_texts
 
 
 def _sha(path) -> str:
@@ -51,7 +52,7 @@ def test_seed_changes_weights(tmp_path):
 
 
 def test_pretraining_text_never_names_a_larkspur_component():
-    from llmops.sample_data import COMPONENTS, PRODUCT
+    from llmops.dev.sample_data import COMPONENTS, PRODUCT
 
     text = "\n".join(pretraining_texts())
     words = set(text.replace("`", " ").replace(".", " ").split())

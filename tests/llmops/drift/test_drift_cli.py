@@ -143,7 +143,7 @@ def test_in_domain_is_calm_out_of_domain_is_drift(sample_dir, tmp_path, data_roo
 @pytest.mark.slow
 @pytest.mark.parametrize(("kind", "seed", "code"), [("in-domain", 1, 0), ("out-of-domain", 2, 3), ("out-of-domain", 3, 3)])
 def test_demo_traffic_gets_the_demo_verdicts(sample_dir, tmp_path, kind, seed, code):
-    """The demo's three drift checks (llmops/demo.py: 300 requests of `sample-traffic` with these seeds
+    """The demo's three drift checks (llmops/dev/demo.py: 300 requests of `sample-traffic` with these seeds
     against finetune.jsonl, default settings): in-domain is covered, out-of-domain is drift."""
     report = tmp_path / "r"
     traffic = tmp_path / "t"

@@ -74,7 +74,7 @@ def policy_file(tmp_path):
 def tiny_base(tmp_path_factory) -> Path:
     """The project's tiny base model (`llmops base-model build`), shrunk further and not pretrained:
     the tests check plumbing, not what the model knows."""
-    from llmops.training.base_model import build_base_model
+    from llmops.dev.base_model import build_base_model
 
     out = tmp_path_factory.mktemp("tiny-base")
     return build_base_model(
@@ -128,7 +128,7 @@ def mlflow_settings(mlflow_store, monkeypatch):
 
 def eval_rows(n_new: int = 6, n_retained: int = 4, phrasings: int = 1) -> list[dict]:
     """Evaluation rows of a small hand-written dataset: item `i` asks for the port of service `i`."""
-    from llmops.sample_data import prompt_for
+    from llmops.dataset.build import prompt_for
 
     rows = []
     for i in range(n_new + n_retained):

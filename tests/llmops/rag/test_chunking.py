@@ -6,10 +6,10 @@ import itertools
 
 import pytest
 
+from llmops.dev.sample_data import corpus_documents
 from llmops.exceptions import ConfigError
 from llmops.rag.chunking import ChunkingConfig, chunk_document, count_tokens, load_tokenizer
 from llmops.rag.extract import extract
-from llmops.sample_data import corpus_documents
 from tests.conftest import require_shared
 from tests.rag_helpers import CORPUS
 

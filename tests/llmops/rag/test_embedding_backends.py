@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from llmops import embedding
+from llmops.dev.bench.rag import QUALITY_GUARD, hits_at_5, quality, query_set
 from llmops.exceptions import ConfigError
-from llmops.rag.bench import QUALITY_GUARD, hits_at_5, quality, query_set
 
 TEXTS = [
     "Pods are the smallest deployable units of computing that you can create and manage in Kubernetes.",

@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from llmops.training.base_model import build_base_model
+    from llmops.dev.base_model import build_base_model
 
     return build_base_model(tmp_path_factory.mktemp("tiny-model") / "tiny-llama", pretrain_steps=0)
 

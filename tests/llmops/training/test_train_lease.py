@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from llmops.training.bench import read_step_log, train_command
+from llmops.dev.bench.training import read_step_log, train_command
 from llmops.training.checkpoint import find_resume
 
 OVERRIDES = ["max_steps=100000", "save_every=4", "batch_size=2", "threads=1", "eval_fraction=0.05"]

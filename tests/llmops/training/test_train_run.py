@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from llmops.cli import main
-from llmops.training.bench import preemption_trial, read_step_log, train_command
+from llmops.dev.bench.training import preemption_trial, read_step_log, train_command
 
 # Dropout on: resuming must restore the RNG too, not only weights and optimizer.
 OVERRIDES = ["max_steps=8", "save_every=3", "batch_size=4", "threads=1", "seed=3", "lora_dropout=0.1",

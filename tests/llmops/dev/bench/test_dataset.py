@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmops.dataset import bench
+from llmops.dev.bench import dataset as bench
 from tests.llmops.dataset.conftest import write_processed
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llmops.drift import bench
+from llmops.dev.bench import drift as bench
 from llmops.exceptions import InputDataError
 
 

@@ -24,8 +24,8 @@ def test_bench_s3_round_trips_and_reports_both_peaks(capsys, tmp_path):
 
 
 def test_bench_s3_rejects_a_bad_size():
+    from llmops.dev.bench.s3 import run_s3_bench
     from llmops.exceptions import ConfigError
-    from llmops.s3_bench import run_s3_bench
 
     with pytest.raises(ConfigError, match="--size-mb 0 must be at least 1"):
         run_s3_bench(0)

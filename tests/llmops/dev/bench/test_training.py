@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmops.training.bench import device_peak_tflops, lora_flops_per_token, model_flops_per_token
+from llmops.dev.bench.training import device_peak_tflops, lora_flops_per_token, model_flops_per_token
 from llmops.training.data import Example
 
 

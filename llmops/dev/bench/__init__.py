@@ -1,0 +1,1 @@
+"""Benchmarks behind `llmops bench ...`, one module per area; each prints JSON figures."""
