@@ -96,6 +96,25 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON only (always JSON; kept for symmetry)")
     p.set_defaults(handler=_bench_smoke)
 
+    p = bench_sub.add_parser(
+        "serve", help="the pinned vLLM on the tiny base + LoRA: start-up eager and compiled, warm latency and "
+        "tokens/s, two adapters against one (four server starts, minutes; needs `make vllm`)")
+    p.add_argument("--config", default="examples/local/deploy.yaml", help="deploy config whose rendered "
+                   "arguments are served (default: examples/local/deploy.yaml)")
+    p.add_argument("--requests", type=int, default=10, help="timed requests per served name (after one warm-up)")
+    p.add_argument("--max-tokens", type=int, default=16, help="tokens generated per request")
+    p.add_argument("--no-compiled", action="store_true", help="skip the two servers without --enforce-eager")
+    p.set_defaults(handler=_bench_serve)
+
+
+def _bench_serve(args: argparse.Namespace) -> int:
+    from llmops.cli import print_json
+    from llmops.dev.bench.serve import bench_serve
+
+    print_json(bench_serve(args.config, requests=args.requests, max_tokens=args.max_tokens,
+                           compiled=not args.no_compiled))
+    return 0
+
 
 def _overrides(pairs: list[str]) -> dict:
     import yaml
