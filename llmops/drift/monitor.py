@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -172,9 +173,57 @@ def index_default(cfg: DriftConfig, ref, settings: Settings) -> str | None:
 
 def run_drift(cfg: DriftConfig, settings: Settings) -> dict[str, Any]:
     """Run one check and return its report (also written to `cfg.report_uri` and MLflow)."""
-    from llmops.drift import inputs, report, steer
-
     start = time.perf_counter()
+    sides = _read_sides(cfg, settings)
+    enough = len(sides.ref.texts) >= cfg.min_samples and len(sides.cur.texts) >= cfg.min_samples
+    found = _measure(cfg, sides, settings) if enough else _Measures()
+    cov = found.cov
+    status = verdict(cov.p_value if cov else None, cov.excess if cov else None, cfg.alpha, cfg.min_effect)
+    event = drift_event_id(sides.created)
+    index_info: dict[str, Any] | None = None
+    steer_uri = None
+    if status == "drift":
+        index_info, steer_uri = _steer(cfg, settings, sides, found, event)
+    rep = _report(cfg, sides, found, status, event, index_info, steer_uri, enough)
+    _publish(cfg, settings, rep, found, steer_uri, sides.created, start)
+    log.info(
+        "drift check: %s (p=%s, uncovered %s vs expected %s, p_mmd=%s, p_clf=%s, n_ref=%d, n_cur=%d); report %s",
+        status, rep["p_value"], rep["uncovered_share"], rep["expected_share"], rep["p_value_mmd"],
+        rep["p_value_classifier"], rep["n_reference"], rep["n_current"], rep["report_uri"],
+    )
+    return rep
+
+
+@dataclass
+class _Sides:
+    """What one check compares: its time, both sides' texts, and the embedding model for both."""
+
+    created: datetime
+    until: datetime | None
+    ref: Any  # llmops.drift.inputs.Side
+    cur: Any
+    model: str
+
+
+@dataclass
+class _Measures:
+    """What the statistics found; empty when a side has fewer than `min_samples` texts."""
+
+    cov: Any = None  # llmops.drift.coverage result
+    result: Any = None  # llmops.drift.stats two-sample result
+    ref_emb: Any = None
+    cur_emb: Any = None
+    signals: dict[str, Any] | None = None
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    centroids: Any = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _read_sides(cfg: DriftConfig, settings: Settings) -> _Sides:
+    """Both sides' texts (an empty reference is an error; no traffic yet is not) and the model to embed
+    them with: the configured one, else the snapshot's, else the settings'."""
+    from llmops.drift import inputs
+
     created = cfg.created_at or cfg.until or datetime.now(UTC)
     if created.tzinfo is None:
         created = created.replace(tzinfo=UTC)
@@ -200,49 +249,69 @@ def run_drift(cfg: DriftConfig, settings: Settings) -> dict[str, Any]:
         else cur.embedding_model if cur.kind == "snapshot" and cur.embedding_model
         else settings.embedding_model
     )
-    enough = len(ref.texts) >= cfg.min_samples and len(cur.texts) >= cfg.min_samples
-    cov = result = None
-    ref_emb = cur_emb = None
-    signals: dict[str, Any] | None = None
-    groups: list[dict[str, Any]] = []
-    timings: dict[str, float] = {}
-    if enough:
-        from llmops.drift.coverage import coverage_test
-        from llmops.drift.signals import text_signals
-        from llmops.drift.stats import two_sample_test
+    return _Sides(created=created, until=until, ref=ref, cur=cur, model=model)
 
+
+def _measure(cfg: DriftConfig, sides: _Sides, settings: Settings) -> _Measures:
+    """Embed both sides, then the coverage test (the verdict), the distribution tests, the uncovered
+    groups and the text signals (descriptive), each timed."""
+    from llmops.drift import inputs
+    from llmops.drift.coverage import coverage_test
+    from llmops.drift.signals import text_signals
+    from llmops.drift.stats import two_sample_test
+
+    ref, cur, model = sides.ref, sides.cur, sides.model
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    # The reference rarely changes between hourly checks: cache its embeddings by content hash.
+    ref_emb = inputs.side_embeddings(ref, model, inputs.embedding_cache_root(settings.data_root, model))
+    cur_emb = inputs.side_embeddings(cur, model)
+    timings["embed_s"] = time.perf_counter() - t0
+    cov = coverage_test(ref_emb, cur_emb, ref.documents, quantile=cfg.quantile, resamples=cfg.resamples,
+                        seed=cfg.seed)
+    timings["coverage_s"] = cov.seconds
+    result = two_sample_test(ref_emb, cur_emb, permutations=cfg.permutations, seed=cfg.seed)
+    timings["test_s"] = result.seconds
+    t0 = time.perf_counter()
+    groups, centroids = describe_groups(cov, cur.texts, cur_emb, cfg.max_groups)
+    timings["groups_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    signals = text_signals(ref.texts, cur.texts, model, seed=cfg.seed)
+    timings["signals_s"] = time.perf_counter() - t0
+    return _Measures(cov=cov, result=result, ref_emb=ref_emb, cur_emb=cur_emb, signals=signals, groups=groups,
+                     centroids=centroids, timings=timings)
+
+
+def _steer(
+    cfg: DriftConfig, settings: Settings, sides: _Sides, found: _Measures, event: str
+) -> tuple[dict[str, Any], str | None]:
+    """On drift only (it pays for opening the index): the index chunks nearest each uncovered group,
+    which steer the next dataset build; returns the index's info and the steer file, if any."""
+    from llmops.drift import steer
+
+    index_uri = index_default(cfg, sides.ref, settings)
+    if index_uri is None:
+        index_info = {"uri": None, "error": "no preprocessing output to search: give --index"}
+    else:
         t0 = time.perf_counter()
-        # The reference rarely changes between hourly checks: cache its embeddings by content hash.
-        ref_emb = inputs.side_embeddings(ref, model, inputs.embedding_cache_root(settings.data_root, model))
-        cur_emb = inputs.side_embeddings(cur, model)
-        timings["embed_s"] = time.perf_counter() - t0
-        cov = coverage_test(ref_emb, cur_emb, ref.documents, quantile=cfg.quantile, resamples=cfg.resamples,
-                            seed=cfg.seed)
-        timings["coverage_s"] = cov.seconds
-        result = two_sample_test(ref_emb, cur_emb, permutations=cfg.permutations, seed=cfg.seed)
-        timings["test_s"] = result.seconds
-        t0 = time.perf_counter()
-        groups, centroids = describe_groups(cov, cur.texts, cur_emb, cfg.max_groups)
-        timings["groups_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        signals = text_signals(ref.texts, cur.texts, model, seed=cfg.seed)
-        timings["signals_s"] = time.perf_counter() - t0
-    status = verdict(cov.p_value if cov else None, cov.excess if cov else None, cfg.alpha, cfg.min_effect)
-    event = drift_event_id(created)
-    index_info: dict[str, Any] | None = None
+        index_info = steer.attach_chunks(found.groups, found.centroids, index_uri, sides.model, cfg.chunks_per_group)
+        found.timings["index_s"] = time.perf_counter() - t0
+    chunk_ids = steer.steer_chunk_ids(found.groups)
     steer_uri = None
-    if status == "drift":
-        # Only drift pays for opening the index: the chunks steer the next dataset build.
-        index_uri = index_default(cfg, ref, settings)
-        if index_uri is None:
-            index_info = {"uri": None, "error": "no preprocessing output to search: give --index"}
-        else:
-            t0 = time.perf_counter()
-            index_info = steer.attach_chunks(groups, centroids, index_uri, model, cfg.chunks_per_group)
-            timings["index_s"] = time.perf_counter() - t0
-        chunk_ids = steer.steer_chunk_ids(groups)
-        if chunk_ids:
-            steer_uri = steer.write_steer(cfg.report_uri, event, chunk_ids, created.isoformat())
+    if chunk_ids:
+        steer_uri = steer.write_steer(cfg.report_uri, event, chunk_ids, sides.created.isoformat())
+    return index_info, steer_uri
+
+
+def _report(
+    cfg: DriftConfig, sides: _Sides, found: _Measures, status: Status, event: str,
+    index_info: dict[str, Any] | None, steer_uri: str | None, enough: bool,
+) -> dict[str, Any]:
+    """The check's report: the verdict and why, every statistic, and where each input and output is."""
+    from llmops.drift import report
+
+    cov, result, groups, signals, timings = found.cov, found.result, found.groups, found.signals, found.timings
+    ref, cur, until, model, created = sides.ref, sides.cur, sides.until, sides.model, sides.created
     rep: dict[str, Any] = {
         "version": REPORT_VERSION,
         "status": status,
@@ -303,20 +372,31 @@ def run_drift(cfg: DriftConfig, settings: Settings) -> dict[str, Any]:
             f"significant (p = {cov.p_value:.3g}) but the excess uncovered share {cov.excess:.3f} is below "
             f"the floor {cfg.min_effect}"
         )
+    return rep
+
+
+def _publish(
+    cfg: DriftConfig, settings: Settings, rep: dict[str, Any], found: _Measures, steer_uri: str | None,
+    created: datetime, start: float,
+) -> None:
+    """Write the report (JSON, HTML, plots) to `cfg.report_uri` and, with `log_mlflow`, to an MLflow run
+    (marked failed if writing fails)."""
+    from pathlib import Path
+
+    from llmops.drift import report, steer
+
     client = run_id = None
     if cfg.log_mlflow:
         client, run_id = report.start_mlflow_run(
             settings,
             run_name=f"drift-{report_folder_name(created)}",
-            tags={"llmops.step": "drift", "llmops.drift.status": status},
+            tags={"llmops.step": "drift", "llmops.drift.status": rep["status"]},
         )
         rep["mlflow_run_id"] = run_id
     try:
         rep["seconds"]["total_s"] = time.perf_counter() - start
         with report.local_workdir() as tmp:
-            from pathlib import Path
-
-            report.write_report(rep, cfg.report_uri, ref_emb, cur_emb, Path(tmp))
+            report.write_report(rep, cfg.report_uri, found.ref_emb, found.cur_emb, Path(tmp))
             if steer_uri:
                 (Path(tmp) / steer.STEER_JSON).write_text(storage.read_text(steer_uri))
             if client is not None:
@@ -325,12 +405,6 @@ def run_drift(cfg: DriftConfig, settings: Settings) -> dict[str, Any]:
         if client is not None:
             report.fail_mlflow_run(client, run_id)
         raise
-    log.info(
-        "drift check: %s (p=%s, uncovered %s vs expected %s, p_mmd=%s, p_clf=%s, n_ref=%d, n_cur=%d); report %s",
-        status, rep["p_value"], rep["uncovered_share"], rep["expected_share"], rep["p_value_mmd"],
-        rep["p_value_classifier"], rep["n_reference"], rep["n_current"], rep["report_uri"],
-    )
-    return rep
 
 
 def summary_of(rep: dict[str, Any]) -> dict[str, Any]:
