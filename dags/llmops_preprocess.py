@@ -8,7 +8,7 @@ Only new or changed documents are read and embedded; a run without changes write
 Output (`[llmops] processed_uri`, default `<data_root>/processed`): `manifest.json`, `quarantine.json`,
 `snapshots/<snapshot_id>/*.parquet`, and the chunks upserted into Milvus (`<processed>/milvus.db` locally).
 
-A new snapshot emits the `llmops_corpus` asset with extra `snapshot_id`, `output_uri`, `chunks`,
+A new snapshot emits the `llmops_corpus` asset with extra `snapshot_id`, `output_uri`, `chunks_total`,
 `documents_indexed`. The form's values override the settings **for this run only**; changing the chunking
 or the model re-processes every document.
 """

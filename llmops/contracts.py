@@ -470,7 +470,7 @@ class DeploySummary(Summary):
     """`Kind/name` of the objects."""
     applied: bool
     """True when applied to the cluster (else the GitOps pointer only)."""
-    canary_weight: int
+    canary_weight: int = 0
     """Traffic percent to the canary (0 without one)."""
     deleted: list[str] | None = None
     """Objects deleted by the apply (None when not applied)."""

@@ -19,7 +19,7 @@ LANDING = Asset(name="llmops_landing", uri="x-llmops://landing")
 """New or changed documents found in the landing location. extra: `documents` (count), `landing_uri`."""
 
 CORPUS = Asset(name="llmops_corpus", uri="x-llmops://corpus")
-"""A new corpus snapshot (Parquet + vector store). extra: `snapshot_id`, `output_uri`, `chunks`."""
+"""A new corpus snapshot (Parquet + vector store). extra: `snapshot_id`, `output_uri`, `chunks_total`."""
 
 RETRAIN = Asset(name="llmops_retrain", uri="x-llmops://retrain")
 """Significant drift in inference traffic. extra: `report_uri`, `report_json_uri`, `p_value` (the

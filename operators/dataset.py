@@ -40,11 +40,11 @@ def build_inputs(corpus_events: list[Any], drift_events: list[Any], steer_param:
     last_drift = max(drift_events, key=lambda e: e.timestamp, default=None)
     drift_extra = dict(last_drift.extra or {}) if last_drift is not None else {}
     steer = steer_param or next((drift_extra[k] for k in STEER_KEYS if drift_extra.get(k)), "")
+    from llmops.contracts import DatasetInputs
+
     trigger = "corpus" if corpus_events else "drift" if last_drift is not None else "manual"
-    out: dict[str, Any] = {"trigger": trigger, "steer": str(steer or "")}
-    if last_drift is not None:
-        out["drift"] = {k: drift_extra.get(k) for k in DRIFT_KEYS if k in drift_extra}
-    return out
+    drift = {k: drift_extra.get(k) for k in DRIFT_KEYS if k in drift_extra} if last_drift is not None else None
+    return DatasetInputs(trigger=trigger, steer=str(steer or ""), drift=drift).to_json()
 
 
 class DatasetInputsOperator(BaseOperator):
@@ -80,13 +80,19 @@ class DatasetEventOperator(BaseOperator):
         self.inputs = inputs
 
     def execute(self, context: Any) -> dict[str, Any]:
-        summary, inputs = self.summary, self.inputs or {}
-        if not isinstance(summary, dict) or "dataset_hash" not in summary or "dataset_uri" not in summary:
-            raise ValueError(f"the dataset build summary is missing or malformed: {summary!r}")
+        from pydantic import ValidationError
+
+        from llmops.contracts import DatasetBuildSummary, DatasetInputs
+
+        try:
+            summary = DatasetBuildSummary.model_validate(self.summary)
+        except ValidationError as exc:
+            raise ValueError(f"the dataset build summary is missing or malformed: {self.summary!r} ({exc})") from None
+        inputs = DatasetInputs.model_validate(self.inputs) if self.inputs else None
         extra = {
-            **{k: v for k, v in summary.items() if isinstance(v, str | int | float | bool) or v is None},
-            "trigger": inputs.get("trigger", "manual"),
-            **dict(inputs.get("drift") or {}),
+            **{k: v for k, v in summary.to_json().items() if isinstance(v, str | int | float | bool) or v is None},
+            "trigger": inputs.trigger if inputs else "manual",
+            **dict((inputs.drift if inputs else None) or {}),
         }
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra

@@ -20,6 +20,9 @@ from llmops.settings import Settings
 from llmops_operators.base import airflow_settings
 from llmops_operators.s3 import uses_aws_connection
 
+CORPUS_EVENT_KEYS = ("snapshot_id", "output_uri", "chunks_total", "chunks_written", "documents_indexed", "embedding_model")
+"""The preprocessing summary's fields copied into the corpus event's `extra`."""
+
 LIST_LIMIT = 50
 """At most this many document URIs per list in the XCom summary (the counts are always complete)."""
 
@@ -129,19 +132,18 @@ class CorpusEventOperator(BaseOperator):
         self.summary = summary
 
     def execute(self, context: Any) -> dict[str, Any]:
-        summary = self.summary
-        if not isinstance(summary, dict) or "snapshot_id" not in summary:
-            raise ValueError(f"the preprocessing summary is missing or malformed: {summary!r}")
-        if not summary.get("snapshot_changed", True):
-            raise AirflowSkipException(f"snapshot {summary['snapshot_id']} is unchanged: no corpus event")
-        extra = {
-            "snapshot_id": summary["snapshot_id"],
-            "output_uri": summary["output_uri"],
-            "chunks": summary.get("chunks_total"),
-            "chunks_written": summary.get("chunks_written"),
-            "documents_indexed": summary.get("documents_indexed"),
-            "embedding_model": summary.get("embedding_model"),
-        }
+        from pydantic import ValidationError
+
+        from llmops.contracts import PreprocessSummary
+
+        try:
+            summary = PreprocessSummary.model_validate(self.summary)
+        except ValidationError as exc:
+            raise ValueError(f"the preprocessing summary is missing or malformed: {self.summary!r} ({exc})") from None
+        if not summary.snapshot_changed:
+            raise AirflowSkipException(f"snapshot {summary.snapshot_id} is unchanged: no corpus event")
+        # The summary's own names: consumers read the event with the same keys as the XCom.
+        extra = summary.model_dump(mode="json", include=set(CORPUS_EVENT_KEYS))
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
         return extra

@@ -75,6 +75,8 @@ class RetrainTriggerOperator(BaseOperator, SkipMixin):
 
     @uses_aws_connection
     def execute(self, context: Any) -> dict[str, Any]:
+        from llmops.contracts import TriggerSummary
+
         settings = self.settings or airflow_settings()
         dag_run = context["dag_run"]
         triggering = context.get("triggering_asset_events")
@@ -108,12 +110,12 @@ class RetrainTriggerOperator(BaseOperator, SkipMixin):
             champion=champion,
             force=bool(conf.get("force")),
         )
-        summary = {
+        summary = TriggerSummary(
             **summary_of(record, ledger, cooldown),
-            "dataset_uri": dataset_uri,
-            "training_params_sha256": params_sha,
-            "champion_version": champion.get("version") if champion else None,
-        }
+            dataset_uri=dataset_uri,
+            training_params_sha256=params_sha,
+            champion_version=champion.get("version") if champion else None,
+        ).to_json()
         self.log.info("Trigger %s: %s (%s)", record.trigger, record.decision, record.reason)
         if record.decision == "skipped":
             # skip() ends execute with an exception, so push the summary explicitly for the UI.

@@ -134,6 +134,7 @@ def _render(args: argparse.Namespace) -> int:
     import time
 
     from llmops.cli import emit_summary
+    from llmops.contracts import RenderSummary
     from llmops.deploy.config import explain_markdown, load_config
     from llmops.deploy.render import render_uri, write
     from llmops.exceptions import ConfigError
@@ -156,23 +157,23 @@ def _render(args: argparse.Namespace) -> int:
     out = args.out or settings.manifests
     t1 = time.perf_counter()
     folder, changed = write(rendered, out)
-    summary = {
-        "manifests_uri": folder,
-        "out": out,
-        "model": rendered.model.name,
-        "model_dir": rendered.model_dir,
-        "version": rendered.model.version,
-        "run_id": rendered.model.run_id,
-        "stable_version": rendered.stable.version if rendered.stable else None,
-        "name": rendered.name,
-        "namespace": rendered.namespace,
-        "files": list(rendered.files),
-        "changed": changed,
-        "validated_by": rendered.validated_by,
-        "render_validate_s": round(render_s, 4),
-        "write_s": round(time.perf_counter() - t1, 4),
-    }
-    return emit_summary(args, summary)
+    summary = RenderSummary(
+        manifests_uri=folder,
+        out=out,
+        model=rendered.model.name,
+        model_dir=rendered.model_dir,
+        version=rendered.model.version,
+        run_id=rendered.model.run_id,
+        stable_version=rendered.stable.version if rendered.stable else None,
+        name=rendered.name,
+        namespace=rendered.namespace,
+        files=list(rendered.files),
+        changed=changed,
+        validated_by=rendered.validated_by,
+        render_validate_s=round(render_s, 4),
+        write_s=round(time.perf_counter() - t1, 4),
+    )
+    return emit_summary(args, summary.to_json())
 
 
 def _validate(args: argparse.Namespace) -> int:

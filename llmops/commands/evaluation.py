@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmops.contracts import TrainSummary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -186,35 +190,41 @@ def _latest_dataset(tasks: list[str] | None) -> str | None:
 
 def _gate(args: argparse.Namespace) -> int:
     from llmops.cli import emit_summary
+    from llmops.contracts import GateSummary
     from llmops.evaluation.gate import run_gate
     from llmops.exceptions import GateRejected
 
     report, json_uri, md_uri = run_gate(args.candidate, args.baseline, args.policy, args.report)
     # The Markdown table and the reasons go to stdout: the Airflow task log shows why.
     print(report.to_markdown(), flush=True)
-    summary = {
-        "decision": report.decision,
-        "passed": report.passed,
-        "reasons": report.reasons,
-        "report_uri": json_uri,
-        "report_markdown_uri": md_uri,
-        "candidate": args.candidate,
-        "baseline": None if args.baseline in ("", "none") else args.baseline,
-        "verdicts": {m.label: m.verdict for m in report.metrics},
-    }
-    emit_summary(args, summary)
+    summary = GateSummary(
+        decision=report.decision,
+        passed=report.passed,
+        reasons=report.reasons,
+        report_uri=json_uri,
+        report_markdown_uri=md_uri,
+        candidate=args.candidate,
+        baseline=None if args.baseline in ("", "none") else args.baseline,
+        verdicts={m.label: m.verdict for m in report.metrics},
+    )
+    emit_summary(args, summary.to_json())
     if not report.passed:
         print("llmops gate: REJECTED: " + "; ".join(report.reasons), flush=True)
         return GateRejected.exit_code
     return 0
 
 
-def _training_summary(value: str | None) -> dict:
+def _training_summary(value: str | None) -> TrainSummary | None:
+    """The train step's summary given as `--training-summary` (JSON or a file), checked against its model."""
+    from pydantic import ValidationError
+
     from llmops import storage
+    from llmops.contracts import TrainSummary
     from llmops.exceptions import ConfigError
+    from llmops.validation import config_error
 
     if not value:
-        return {}
+        return None
     text = value.strip()
     if not text.startswith("{"):
         storage.check_uri(text, "--training-summary")
@@ -225,7 +235,10 @@ def _training_summary(value: str | None) -> dict:
         raise ConfigError(f"--training-summary is not JSON ({exc.msg}): pass the train step's summary") from None
     if not isinstance(data, dict):
         raise ConfigError("--training-summary must be a JSON object (the train step's summary)")
-    return data
+    try:
+        return TrainSummary.model_validate(data)
+    except ValidationError as exc:
+        raise config_error("--training-summary (the train step's summary)", exc) from None
 
 
 def _register(args: argparse.Namespace) -> int:
@@ -238,25 +251,25 @@ def _register(args: argparse.Namespace) -> int:
 
     s = load_settings()
     ts = _training_summary(args.training_summary)
-    run_id = args.training_run_id or ts.get("mlflow_run_id")
-    adapter = args.adapter or ts.get("adapter_dir")
+    run_id = args.training_run_id or (ts.mlflow_run_id if ts else None)
+    adapter = args.adapter or (ts.adapter_dir if ts else None)
     if not run_id:
         raise ConfigError("--training-run-id is required (or --training-summary with mlflow_run_id)")
     if not adapter:
         raise ConfigError("--adapter is required (or --training-summary with adapter_dir)")
     manifest = read_manifest(args.manifest or storage.join(s.processed, "manifest.json"))
-    config = args.training_config or ts.get("config")
-    version = dataset_version(ts["dataset"]) if ts.get("dataset") else None
+    config = args.training_config
+    version = dataset_version(ts.dataset) if ts else None
     lineage = Lineage(
         corpus_snapshot_id=manifest.get("snapshot_id"),
         embedding_model=manifest.get("embedding_model"),
         chunking=manifest.get("chunking"),
-        dataset=ts.get("dataset"),
-        dataset_hash=args.dataset_hash or (version or {}).get("dataset_hash") or ts.get("dataset_hash"),
+        dataset=ts.dataset if ts else None,
+        dataset_hash=args.dataset_hash or (version or {}).get("dataset_hash") or (ts.dataset_hash if ts else None),
         dataset_version=version,
-        training_data_sha256=ts.get("dataset_hash"),
+        training_data_sha256=ts.dataset_hash if ts else None,
         training_params_sha256=args.training_params_sha256,
-        base_model=args.base_model or ts.get("base_model"),
+        base_model=args.base_model or (ts.base_model if ts else None),
         training_config=config,
         training_config_sha256=_sha(config),
         dag_id=args.dag_id,
@@ -266,11 +279,11 @@ def _register(args: argparse.Namespace) -> int:
     summary = register(
         adapter=adapter,
         training_run_id=run_id,
-        base_model=args.base_model or ts.get("base_model"),
+        base_model=args.base_model or (ts.base_model if ts else None),
         name=args.name,
         lineage=lineage,
         gate_report=args.gate_report,
-        training_summary=ts,
+        training_summary=ts.to_json() if ts else None,
         settings=s,
     )
     return emit_summary(args, summary)

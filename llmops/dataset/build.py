@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmops import storage
+from llmops.contracts import DatasetBuildSummary
 from llmops.dataset.generators import Chunk, Context, Generator, Item, config_hash, normalise
 from llmops.exceptions import ConfigError, DatasetError, InputDataError
 
@@ -410,7 +411,7 @@ def build_dataset(
         storage.write_text(storage.join(root, LATEST),
                            json.dumps({"dataset_hash": dataset_hash, "dataset_uri": uri}, sort_keys=True) + "\n")
     seconds = time.monotonic() - started
-    summary = {
+    summary = DatasetBuildSummary(**{
         "dataset_uri": uri,
         "dataset_root": root,
         "dataset_hash": dataset_hash,
@@ -432,7 +433,7 @@ def build_dataset(
         "steered_by": steer.drift_event if steer else None,
         "generation_seconds": round(gen_seconds, 3),
         "seconds": round(seconds, 3),
-    }
+    }).to_json()
     log.info("dataset %s: %d train rows, %d eval rows (%d new, %d retained); %d chunks generated, %d pending",
              dataset_hash, counts["rows_train"], counts["rows_eval"], counts["rows_eval_new"],
              counts["rows_eval_retained"], len(results), len(pending))

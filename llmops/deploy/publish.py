@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from llmops import storage
+from llmops.contracts import DeploySummary
 from llmops.deploy.apply import Clock, DynamicKubeApi, KubeApi, deploy
 from llmops.exceptions import DeploymentError, ManifestInvalid
 from llmops.k8s.templates import to_yaml
@@ -144,7 +145,7 @@ def deploy_folder(
     summary["live_changed"] = set_live(model_root, version, model)
     summary["live"] = version
     summary["deploy_s"] = round(time.perf_counter() - started, 3)
-    return summary
+    return DeploySummary(**summary).to_json()
 
 
 def kube_api_from_kubeconfig(context: str | None = None) -> KubeApi:

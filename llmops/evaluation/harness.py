@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops import storage
+from llmops.contracts import EvaluateSummary
 from llmops.evaluation.data import DATA_DIR_KEY, DOMAIN_PREFIX, DOMAIN_TASKS, SLICES, write_task_data
 from llmops.evaluation.results import FORMAT_VERSION, RESULTS_FILE, SAMPLES_DIR
 from llmops.exceptions import EvaluationError
@@ -285,27 +286,27 @@ def evaluate_model(
     finally:
         if remote:
             shutil.rmtree(work, ignore_errors=True)
-    return {
-        "output": output,
-        "results_uri": storage.join(output, RESULTS_FILE),
-        "model": model,
-        "model_label": resolved.label,
-        "registered_model_name": resolved.name,
-        "version": resolved.version,
-        "metrics": {
+    return EvaluateSummary(
+        output=output,
+        results_uri=storage.join(output, RESULTS_FILE),
+        model=model,
+        model_label=resolved.label,
+        registered_model_name=resolved.name,
+        version=resolved.version,
+        metrics={
             t: {k: m["value"] for k, m in r["metrics"].items()} for t, r in task_results.items()
         },
-        "n": {t: r["n"] for t, r in task_results.items()},
-        "slices": {
+        n={t: r["n"] for t, r in task_results.items()},
+        slices={
             t: {s: {"n": v["n"], **{k: m["value"] for k, m in v["metrics"].items()}} for s, v in r["slices"].items()}
             for t, r in task_results.items()
             if "slices" in r
         },
-        "dataset": dataset,
-        "mlflow_run_id": run_id,
-        "mlflow_experiment_id": experiment_id,
-        "duration_s": round(time.monotonic() - started, 3),
-    }
+        dataset=dataset,
+        mlflow_run_id=run_id,
+        mlflow_experiment_id=experiment_id,
+        duration_s=round(time.monotonic() - started, 3),
+    ).to_json()
 
 
 def _version(package: str) -> str | None:

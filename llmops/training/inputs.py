@@ -159,6 +159,8 @@ def resolve_inputs(
     """What a fine-tuning run will read, checked: base model, dataset (and its version manifest), and the
     corpus snapshot the pipeline last indexed (for lineage). Cheap: the fine-tune DAG runs it before
     requesting a GPU."""
+    from llmops.contracts import ResolvedInputs
+
     base_model = base_model or settings.base_model_uri
     dataset = choose_dataset(settings, dataset, triggered_dataset)
     out = check_inputs(base_model, dataset)
@@ -170,4 +172,4 @@ def resolve_inputs(
     out["dataset_snapshot_id"] = version.get("snapshot_id") if version else None
     # The evaluation split of a dataset version; a plain rows file has none (evaluate then needs --dataset).
     out["eval_dataset"] = dataset if version else ""
-    return out
+    return ResolvedInputs(**out).to_json()

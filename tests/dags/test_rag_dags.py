@@ -45,7 +45,7 @@ def test_sensor_then_preprocess_then_nothing_new(run_dag):
     (corpus_event,) = asset_events(run.run_id, "publish_corpus")
     assert corpus_event["snapshot_id"] == manifest["snapshot_id"]
     assert corpus_event["output_uri"] == settings.processed
-    assert corpus_event["chunks"] == manifest["chunks_total"] > 0
+    assert corpus_event["chunks_total"] == manifest["chunks_total"] > 0
     assert corpus_event["documents_indexed"] == len(corpus_documents())
 
     again = run_dag("llmops_data_sensor")

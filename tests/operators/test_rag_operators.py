@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from airflow.sdk.exceptions import AirflowSkipException
 
+from llmops.contracts import PreprocessSummary
 from llmops.settings import load_settings
 
 
@@ -56,11 +57,19 @@ def test_corpus_event_carries_the_snapshot_and_skips_an_unchanged_one():
     from llmops_operators.assets import CORPUS
     from llmops_operators.rag import CorpusEventOperator
 
-    summary = {"snapshot_id": "abc", "snapshot_changed": True, "output_uri": "/o", "chunks_total": 7,
-               "chunks_written": 3, "documents_indexed": 2, "embedding_model": "m"}
+    summary = PreprocessSummary(
+        snapshot_id="abc", snapshot_uri="/o/snapshots/abc", snapshot_changed=True, previous_snapshot_id=None,
+        output_uri="/o", input_uri="/in", manifest_uri="/o/manifest.json", quarantine_uri="/o/quarantine.json",
+        vector_store={"uri": "/o/milvus.db", "collection": "c"}, embedding_model="m", embedding_dim=4,
+        chunking={"chunk_size": 64}, documents_seen=2, documents_indexed=2, documents_new=2, documents_changed=0,
+        documents_unchanged=0, documents_deleted=0, documents_quarantined=[], documents_quarantined_count=0,
+        chunks_total=7, chunks_written=3, chunks_embedded=7, chunks_reused=0, chunks_deleted=0, duplicates_removed=0,
+        full_rebuild=True, duration_s=1.0,
+    ).to_json()
     events = _Events()
     CorpusEventOperator(task_id="p", summary=summary, outlets=[CORPUS]).execute({"outlet_events": events})
-    assert events[CORPUS].extra == {"snapshot_id": "abc", "output_uri": "/o", "chunks": 7, "chunks_written": 3,
+    # The summary's names, not a renamed copy: `chunks_total` in the XCom and on the event.
+    assert events[CORPUS].extra == {"snapshot_id": "abc", "output_uri": "/o", "chunks_total": 7, "chunks_written": 3,
                                     "documents_indexed": 2, "embedding_model": "m"}
     with pytest.raises(AirflowSkipException, match="unchanged"):
         CorpusEventOperator(task_id="p", summary={**summary, "snapshot_changed": False}).execute({})

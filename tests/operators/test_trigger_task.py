@@ -187,6 +187,7 @@ def test_dataset_dag_inputs_and_event():
     """The dataset DAG's adapters: the trigger kind and steer file from the events, the summary as extra."""
     from datetime import UTC, datetime
 
+    from llmops.contracts import DatasetBuildSummary
     from llmops.triggers import TriggerEvent
     from llmops_operators.dataset import DatasetEventOperator, build_inputs
 
@@ -196,17 +197,26 @@ def test_dataset_dag_inputs_and_event():
                                        "drift": {"report_uri": "/r.html", "p_value": 0.001}}
     assert build_inputs([], drift, "/mine.json")["steer"] == "/mine.json"
     assert build_inputs([TriggerEvent(datetime(2026, 11, 23, tzinfo=UTC), {})], drift)["trigger"] == "corpus"
-    assert build_inputs([], []) == {"trigger": "manual", "steer": ""}
+    assert build_inputs([], []) == {"trigger": "manual", "steer": "", "drift": None}
 
     from types import SimpleNamespace
 
     outlet_events = {"ds": SimpleNamespace(extra=None)}
-    op = DatasetEventOperator(task_id="publish", summary={"dataset_hash": "h", "dataset_uri": "/d", "rows_eval": 3,
-                                                           "documents": {"a": 1}},
-                              inputs={"trigger": "drift", "drift": {"report_uri": "/r.html"}})
+    counts = dict.fromkeys(
+        ("rows_train", "rows_eval_new", "rows_eval_retained", "items_train", "items_eval", "items_ambiguous",
+         "items_moved_to_train", "items_quarantined", "items_generated", "items_reused", "teacher_calls",
+         "chunks_total", "chunks_generated", "chunks_new", "chunks_deleted", "chunks_pending"), 0)
+    summary = DatasetBuildSummary(
+        dataset_uri="/d", dataset_root="/", dataset_hash="h", written=True, snapshot_id="s", generator="extractive",
+        generator_version="1", generator_config_hash="g", rows_eval=3, parent_dataset_hash=None, steered_by=None,
+        generation_seconds=0.5, seconds=1.0, **counts,
+    ).to_json()
+    op = DatasetEventOperator(task_id="publish", summary=summary,
+                              inputs={"trigger": "drift", "steer": "", "drift": {"report_uri": "/r.html"}})
     op.outlets = ["ds"]
     extra = op.execute({"outlet_events": outlet_events})
-    assert extra == {"dataset_hash": "h", "dataset_uri": "/d", "rows_eval": 3, "trigger": "drift", "report_uri": "/r.html"}
+    assert extra == {**summary, "trigger": "drift", "report_uri": "/r.html"}
+    assert extra["dataset_hash"] == "h" and extra["rows_eval"] == 3
     assert outlet_events["ds"].extra == extra
     with pytest.raises(ValueError, match="dataset build summary is missing"):
         DatasetEventOperator(task_id="p2", summary=None, inputs={}).execute({"outlet_events": {}})

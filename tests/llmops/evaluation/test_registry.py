@@ -10,6 +10,7 @@ import pytest
 
 from llmops import registry
 from llmops.cli import main
+from llmops.contracts import TrainSummary
 from llmops.exceptions import GateRejected, ModelLoadError, ModelNotFound
 from llmops.rag.snapshot import SCHEMA_VERSION
 from tests.llmops.evaluation.conftest import eval_rows, write_dataset
@@ -42,8 +43,13 @@ def test_register_promote_resolve_and_load_back(tiny_base, tiny_adapter, tmp_pat
     config = tmp_path / "train.yaml"
     config.write_text("lr: 0.001\n")
     run1 = training_run(mlflow_settings)
-    summary1 = {"mlflow_run_id": run1, "adapter_dir": str(tiny_adapter), "base_model": str(tiny_base),
-                "dataset": "finetune.jsonl", "dataset_hash": "h1"}
+    summary1 = TrainSummary(
+        mlflow_run_id=run1, steps=2, total_steps=2, steps_this_attempt=2, tokens=64, tokens_per_s=32.0,
+        train_seconds=2.0, checkpoint_seconds=0.0, lease_verify_seconds=None, train_loss=1.5, eval_loss=None,
+        checkpoints_written=[], checkpoint_dir=str(tmp_path / "ckpt"), resumed_from=None,
+        adapter_dir=str(tiny_adapter), output_dir=str(tmp_path), base_model=str(tiny_base),
+        dataset="finetune.jsonl", dataset_hash="h1", rows=4, bad_rows=0, bad_reasons={},
+    ).to_json()
     passed = gate_report(tmp_path, "gate1", True)
     # The registry must use the settings' tracking URI, never whatever the process set globally.
     elsewhere = tmp_path / "elsewhere.db"
