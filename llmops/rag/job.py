@@ -23,6 +23,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -214,9 +215,10 @@ def _run_preprocess(cfg: PreprocessConfig, held: Lease | None = None) -> dict[st
         len(plan.deleted), (stored or {}).get("snapshot_id"),
         "" if compatible or not stored else " (other model/chunking: full rebuild)",
     )
+    job = _Job(cfg=cfg, plan=plan, previous=previous, stored=stored, in_sync=in_sync, store_uri=store_uri,
+               started=started, held=held)
     if previous is not None and not plan.changes_possible:
-        return _no_op(cfg, plan, previous, plan_docs=plan.unchanged, in_sync=in_sync, store_uri=store_uri,
-                      started=started, held=held)
+        return _no_op(job, plan_docs=plan.unchanged)
 
     # Documents whose chunks were partly dropped as duplicates of other documents are re-chunked
     # whenever anything changes: the copy they duplicated may be the one leaving.
@@ -229,9 +231,9 @@ def _run_preprocess(cfg: PreprocessConfig, held: Lease | None = None) -> dict[st
 
     t = time.monotonic()
     spark, created = spark_session(cfg.master)
-    timings = {"plan_s": round(t - started, 3), "spark_start_s": round(time.monotonic() - t, 3)}
+    job.timings.update(plan_s=round(t - started, 3), spark_start_s=round(time.monotonic() - t, 3))
     try:
-        return _run_spark(spark, cfg, plan, previous, stored, in_sync, store_uri, started, timings, held)
+        return _run_spark(spark, job)
     except Exception as exc:
         if type(exc).__module__.split(".")[0] in ("pyspark", "py4j"):
             raise PreprocessError(f"the Spark job failed: {_spark_failure(exc)}") from exc
@@ -241,142 +243,87 @@ def _run_preprocess(cfg: PreprocessConfig, held: Lease | None = None) -> dict[st
             spark.stop()
 
 
-def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, started, timings,
-               held: Lease | None = None) -> dict[str, Any]:
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
+@dataclass
+class _Job:
+    """One preprocessing run as planned before Spark starts: what to read and what it builds on."""
 
-    from llmops.rag import stages
+    cfg: PreprocessConfig
+    plan: Plan
+    previous: dict[str, Any] | None  # the last manifest, when this run can build on its snapshot
+    stored: dict[str, Any] | None  # the last manifest, whatever model and chunking it was built with
+    in_sync: bool  # the vector store holds the previous snapshot
+    store_uri: str
+    started: float  # time.monotonic() at the start
+    held: Lease | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
+
+@dataclass
+class _Documents:
+    """Where every listed document stands after stage A (source -> manifest entry)."""
+
+    indexed: dict[str, dict]  # read and chunked anew: hash, version, size, chunks, duplicates
+    unchanged: dict[str, dict]  # rows carried from the previous snapshot (or re-chunked, if forced)
+    quarantined: dict[str, dict]
+    new: list[str]
+    changed: list[str]
+    forced: set[str]  # unchanged documents re-chunked because some of their chunks were duplicates
+
+    @property
+    def all(self) -> dict[str, dict]:
+        return {**self.unchanged, **self.indexed}
+
+
+@dataclass
+class _Tally:
+    """What stage B reported: per-document chunk counts are set on the documents; the rest is here."""
+
+    upserts: dict[str, list[str] | None]  # part file -> chunk ids to upsert (None: every row of it)
+    delete_ids: list[str]
+    embedded: int
+    reused: int
+    dim: int
+
+
+def _run_spark(spark, job: _Job) -> dict[str, Any]:
+    """Stage A, the snapshot id (the same as the previous: no-op), stage B, then the vector store, the
+    quarantine list and the manifest (the commit point)."""
+    cfg, plan, previous, stored, timings = job.cfg, job.plan, job.previous, job.stored, job.timings
     parallelism = spark.sparkContext.defaultParallelism
-    max_bytes = int(cfg.max_document_mb * 1024 * 1024)
-    docs_rows: list[Any] = []
-    stage_a = None
-    if plan.to_read:
-        ordered = _balanced_order(plan.to_read, parallelism * 2)
-        rows = [(t.file.uri, t.file.version, t.file.size, t.old_hash or "", t.force, t.was_quarantined)
-                for t in ordered]
-        docs = _frame(spark, rows, "uri string, version string, size long, old_hash string, force boolean, "
-                      "was_quarantined boolean", parallelism * 2)
-        stage_a = docs.mapInPandas(
-            functools.partial(stages.read_and_chunk, chunking=cfg.chunking, max_bytes=max_bytes),
-            stages.STAGE_A_SCHEMA,
-        ).persist(StorageLevel.MEMORY_AND_DISK)
-        t = time.monotonic()
-        docs_rows = stage_a.filter(F.col("kind") != stages.CHUNK).drop("text").collect()
-        timings["read_chunk_s"] = round(time.monotonic() - t, 3)
-
-    # Where every listed document stands now.
-    indexed: dict[str, dict] = {}  # source -> manifest entry (hash, version, size, chunks, duplicates)
-    unchanged = {u: dict(e) for u, e in plan.unchanged.items()}
-    quarantined = dict(plan.quarantined)
-    new_docs, changed_docs = [], []
-    forced = {t.file.uri for t in plan.to_read if t.force}
-    old_docs = (previous or {}).get("documents", {})
-    for r in docs_rows:
-        base = {"hash": r.doc_hash, "version": r.version, "size": r.size}
-        if r.kind == stages.UNCHANGED or (r.kind == stages.INDEXED and r.source in forced):
-            unchanged[r.source] = {**old_docs.get(r.source, {}), **base}
-        elif r.kind == stages.INDEXED:
-            indexed[r.source] = {**base, "chunks": r.n_chunks, "duplicates": 0}
-            (changed_docs if r.source in old_docs else new_docs).append(r.source)
-        elif r.kind == stages.QUARANTINED:
-            quarantined[r.source] = {**base, "reason": r.reason, "kind": QUARANTINE_CONTENT}
-        # GONE: deleted between listing and reading; it simply is not part of this snapshot.
-    documents = {**unchanged, **indexed}
-    deleted = sorted(set(old_docs) - set(documents))
+    stage_a, docs_rows = _read_and_chunk(spark, job, parallelism)
+    docs = _documents_after_reading(job, docs_rows)
+    documents = docs.all
+    indexed, unchanged, quarantined = docs.indexed, docs.unchanged, docs.quarantined
+    deleted = sorted(set((previous or {}).get("documents", {})) - set(documents))
     snap_id = snap.snapshot_id({u: e["hash"] for u, e in documents.items()}, cfg.embedding_model,
                                cfg.chunking.as_dict(), cfg.embedding_backend)
 
     if previous is not None and snap_id == previous["snapshot_id"]:
         if stage_a is not None:
             stage_a.unpersist()
-        return _no_op(cfg, plan, previous, plan_docs=documents, in_sync=in_sync, store_uri=store_uri,
-                      started=started, quarantined=quarantined, held=held)
+        return _no_op(job, plan_docs=documents, quarantined=quarantined)
 
     snap_uri = snap.snapshot_uri(cfg.output_uri, snap_id)
     # A folder under this id can only be a failed attempt (or an old identical snapshot): rewrite it whole.
     storage.delete(snap_uri)
     full_rebuild = previous is None
-    upsert_all = full_rebuild or not in_sync
-    # Unchanged documents keep their previous rows, except the re-chunked ones (their rows come anew).
-    carry = frozenset(set(unchanged) - forced)
-
-    frames = []
-    total_rows = 0
-    if stage_a is not None:
-        frames.append(
-            stage_a.filter(F.col("kind") == stages.CHUNK).select(
-                "chunk_id", "source", "doc_hash", "chunk_index", "heading_path", "char_start", "char_end",
-                "n_tokens", "text", F.lit(None).cast("array<float>").alias("embedding"),
-                F.lit("new").alias("origin"), F.lit(False).alias("carry"),
-            )
-        )
-        total_rows += sum(r.n_chunks for r in docs_rows)
-    if previous is not None:
-        parts = snap.snapshot_parts(previous["snapshot_uri"])
-        if parts:
-            files_df = _frame(spark, [(p,) for p in parts], "uri string", parallelism)
-            frames.append(files_df.mapInPandas(functools.partial(stages.read_parts, carry=carry),
-                                               stages.ROWS_SCHEMA))
-            total_rows += previous.get("chunks_total", 0)
-    stats_rows: list[Any] = []
+    upsert_all = full_rebuild or not job.in_sync
     threads = torch_threads_per_task(spark)
-    if frames:
-        rows_df = frames[0]
-        for f in frames[1:]:
-            rows_df = rows_df.unionByName(f)
+    rows_df, total_rows = _candidate_rows(spark, job, stage_a, docs_rows, docs, parallelism)
+    stats_rows: list[Any] = []
+    if rows_df is not None:
+        lineage = {"snapshot_id": snap_id, "embedding_model": cfg.embedding_model,
+                   "embedding_backend": cfg.embedding_backend, "chunking": cfg.chunking.as_dict()}
         partitions = max(parallelism, math.ceil(total_rows / cfg.rows_per_partition))
         log.info("stage B: %d candidate rows in %d partitions, %d torch threads per task",
                  total_rows, partitions, threads)
-        if cfg.embedding_backend != "torch":
-            from llmops.embedding import export_model
-
-            t = time.monotonic()
-            export_model(cfg.embedding_model, cfg.embedding_backend)  # once, here; workers find it cached
-            timings["export_s"] = round(time.monotonic() - t, 3)
-        t = time.monotonic()
-        stats_rows = (
-            rows_df.repartition(partitions, "chunk_id")
-            .mapInPandas(
-                functools.partial(
-                    stages.finalize_partition, snap_uri=snap_uri, model_name=cfg.embedding_model,
-                    batch_size=cfg.embedding_batch_size, threads=threads, upsert_all=upsert_all,
-                    lineage={"snapshot_id": snap_id, "embedding_model": cfg.embedding_model,
-                             "embedding_backend": cfg.embedding_backend, "chunking": cfg.chunking.as_dict()},
-                    backend=cfg.embedding_backend,
-                ),
-                stages.STATS_SCHEMA,
-            )
-            .collect()
-        )
-        timings["embed_write_s"] = round(time.monotonic() - t, 3)
+        stats_rows = _embed_and_write(job, rows_df, partitions, threads, snap_uri, upsert_all, lineage)
     if stage_a is not None:
         stage_a.unpersist()
 
-    # Per-document chunk counts after duplicate removal, and what the vector store needs.
-    for entry in documents.values():
-        entry["chunks"], entry["duplicates"] = 0, 0
-    upserts: dict[str, list[str] | None] = {}
-    delete_ids: list[str] = []
-    embedded = reused = dim = 0
-    for s in stats_rows:
-        if s.source:
-            documents[s.source]["chunks"] += s.chunks
-            documents[s.source]["duplicates"] += s.duplicates
-            continue
-        embedded += s.embedded
-        reused += s.reused
-        dim = dim or s.dim
-        delete_ids.extend(s.delete_ids or [])
-        if s.file and s.upsert_ids is None:
-            upserts[s.file] = None  # all rows of the part
-        elif s.file and s.upsert_ids:
-            upserts[s.file] = list(s.upsert_ids)
+    tally = _tally(stats_rows, documents, job)
+    embedded, reused, dim, delete_ids = tally.embedded, tally.reused, tally.dim, tally.delete_ids
     chunks_total = sum(e["chunks"] for e in documents.values())
-    if not dim:
-        dim = (previous or stored or {}).get("embedding_dim") or embedding_dimension(cfg.embedding_model)
-
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
     snapshot_meta = {
         "schema_version": snap.SCHEMA_VERSION,
@@ -392,8 +339,8 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
     snap.write_json(storage.join(snap_uri, snap.SNAPSHOT_META), snapshot_meta)
 
     t = time.monotonic()
-    _verify(held)
-    written = _sync_vector_store(store_uri, cfg.collection, dim, upserts, delete_ids,
+    _verify(job.held)
+    written = _sync_vector_store(job.store_uri, cfg.collection, dim, tally.upserts, delete_ids,
                                  drop_first=stored is not None and previous is None and _same_store(stored, cfg))
     timings["vector_store_s"] = round(time.monotonic() - t, 3)
     quarantine_list = _write_quarantine(cfg.output_uri, quarantined)
@@ -402,14 +349,15 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
         "snapshot_uri": snap_uri,
         "output_uri": cfg.output_uri,
         "input_uri": cfg.input_uri,
-        "vector_store": {"uri": store_uri, "collection": cfg.collection},
+        "vector_store": {"uri": job.store_uri, "collection": cfg.collection},
         "documents": {u: documents[u] for u in sorted(documents)},
         "quarantined": {u: quarantined[u] for u in sorted(quarantined)},
         "previous_snapshot_id": (stored or {}).get("snapshot_id"),
         "llmops_version": __version__,
     }
-    _verify(held)
+    _verify(job.held)
     snap.write_json(storage.join(cfg.output_uri, snap.MANIFEST), manifest)
+    new_docs, changed_docs, started = docs.new, docs.changed, job.started
     summary = PreprocessSummary(
         snapshot_id=snap_id,
         snapshot_uri=snap_uri,
@@ -449,6 +397,151 @@ def _run_spark(spark, cfg, plan: Plan, previous, stored, in_sync, store_uri, sta
     return summary
 
 
+def _read_and_chunk(spark, job: _Job, parallelism: int) -> tuple[Any, list[Any]]:
+    """Stage A: the documents to read, balanced over the workers, read, hashed, extracted and chunked.
+    Returns the stage's frame (persisted: stage B reads its chunk rows) and its per-document rows."""
+    if not job.plan.to_read:
+        return None, []
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from llmops.rag import stages
+
+    cfg = job.cfg
+    max_bytes = int(cfg.max_document_mb * 1024 * 1024)
+    ordered = _balanced_order(job.plan.to_read, parallelism * 2)
+    rows = [(t.file.uri, t.file.version, t.file.size, t.old_hash or "", t.force, t.was_quarantined)
+            for t in ordered]
+    docs = _frame(spark, rows, "uri string, version string, size long, old_hash string, force boolean, "
+                  "was_quarantined boolean", parallelism * 2)
+    stage_a = docs.mapInPandas(
+        functools.partial(stages.read_and_chunk, chunking=cfg.chunking, max_bytes=max_bytes),
+        stages.STAGE_A_SCHEMA,
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    t = time.monotonic()
+    docs_rows = stage_a.filter(F.col("kind") != stages.CHUNK).drop("text").collect()
+    job.timings["read_chunk_s"] = round(time.monotonic() - t, 3)
+    return stage_a, docs_rows
+
+
+def _documents_after_reading(job: _Job, docs_rows: list[Any]) -> _Documents:
+    """Each document read in stage A is indexed (new or changed), unchanged (same hash, or re-chunked)
+    or quarantined; one deleted between listing and reading is simply not part of this snapshot."""
+    from llmops.rag import stages
+
+    plan = job.plan
+    indexed: dict[str, dict] = {}  # source -> manifest entry (hash, version, size, chunks, duplicates)
+    unchanged = {u: dict(e) for u, e in plan.unchanged.items()}
+    quarantined = dict(plan.quarantined)
+    new_docs, changed_docs = [], []
+    forced = {t.file.uri for t in plan.to_read if t.force}
+    old_docs = (job.previous or {}).get("documents", {})
+    for r in docs_rows:
+        base = {"hash": r.doc_hash, "version": r.version, "size": r.size}
+        if r.kind == stages.UNCHANGED or (r.kind == stages.INDEXED and r.source in forced):
+            unchanged[r.source] = {**old_docs.get(r.source, {}), **base}
+        elif r.kind == stages.INDEXED:
+            indexed[r.source] = {**base, "chunks": r.n_chunks, "duplicates": 0}
+            (changed_docs if r.source in old_docs else new_docs).append(r.source)
+        elif r.kind == stages.QUARANTINED:
+            quarantined[r.source] = {**base, "reason": r.reason, "kind": QUARANTINE_CONTENT}
+        # GONE: deleted between listing and reading; it simply is not part of this snapshot.
+    return _Documents(indexed=indexed, unchanged=unchanged, quarantined=quarantined, new=new_docs,
+                      changed=changed_docs, forced=forced)
+
+
+def _candidate_rows(spark, job: _Job, stage_a, docs_rows: list[Any], docs: _Documents,
+                    parallelism: int) -> tuple[Any, int]:
+    """Stage B's input: the new chunks of stage A and the previous snapshot's rows of the unchanged
+    documents (the re-chunked ones' rows come anew); returns the frame (None: no rows) and its size."""
+    from pyspark.sql import functions as F
+
+    from llmops.rag import stages
+
+    # Unchanged documents keep their previous rows, except the re-chunked ones (their rows come anew).
+    carry = frozenset(set(docs.unchanged) - docs.forced)
+    frames = []
+    total_rows = 0
+    if stage_a is not None:
+        frames.append(
+            stage_a.filter(F.col("kind") == stages.CHUNK).select(
+                "chunk_id", "source", "doc_hash", "chunk_index", "heading_path", "char_start", "char_end",
+                "n_tokens", "text", F.lit(None).cast("array<float>").alias("embedding"),
+                F.lit("new").alias("origin"), F.lit(False).alias("carry"),
+            )
+        )
+        total_rows += sum(r.n_chunks for r in docs_rows)
+    if job.previous is not None:
+        parts = snap.snapshot_parts(job.previous["snapshot_uri"])
+        if parts:
+            files_df = _frame(spark, [(p,) for p in parts], "uri string", parallelism)
+            frames.append(files_df.mapInPandas(functools.partial(stages.read_parts, carry=carry),
+                                               stages.ROWS_SCHEMA))
+            total_rows += job.previous.get("chunks_total", 0)
+    if not frames:
+        return None, 0
+    rows_df = frames[0]
+    for f in frames[1:]:
+        rows_df = rows_df.unionByName(f)
+    return rows_df, total_rows
+
+
+def _embed_and_write(job: _Job, rows_df, partitions: int, threads: int, snap_uri: str, upsert_all: bool,
+                     lineage: dict[str, Any]) -> list[Any]:
+    """Stage B: rows hash-partitioned by chunk id; each partition drops exact duplicates, reuses the
+    embeddings of known chunk ids, embeds the rest and writes one Parquet part. Returns its stats rows."""
+    from llmops.rag import stages
+
+    cfg = job.cfg
+    if cfg.embedding_backend != "torch":
+        from llmops.embedding import export_model
+
+        t = time.monotonic()
+        export_model(cfg.embedding_model, cfg.embedding_backend)  # once, here; workers find it cached
+        job.timings["export_s"] = round(time.monotonic() - t, 3)
+    t = time.monotonic()
+    stats_rows = (
+        rows_df.repartition(partitions, "chunk_id")
+        .mapInPandas(
+            functools.partial(
+                stages.finalize_partition, snap_uri=snap_uri, model_name=cfg.embedding_model,
+                batch_size=cfg.embedding_batch_size, threads=threads, upsert_all=upsert_all,
+                lineage=lineage, backend=cfg.embedding_backend,
+            ),
+            stages.STATS_SCHEMA,
+        )
+        .collect()
+    )
+    job.timings["embed_write_s"] = round(time.monotonic() - t, 3)
+    return stats_rows
+
+
+def _tally(stats_rows: list[Any], documents: dict[str, dict], job: _Job) -> _Tally:
+    """Per-document chunk counts after duplicate removal (set on `documents`), and what the vector store
+    needs: the rows to upsert per part, the chunk ids to delete, the embedding dimension."""
+    for entry in documents.values():
+        entry["chunks"], entry["duplicates"] = 0, 0
+    upserts: dict[str, list[str] | None] = {}
+    delete_ids: list[str] = []
+    embedded = reused = dim = 0
+    for s in stats_rows:
+        if s.source:
+            documents[s.source]["chunks"] += s.chunks
+            documents[s.source]["duplicates"] += s.duplicates
+            continue
+        embedded += s.embedded
+        reused += s.reused
+        dim = dim or s.dim
+        delete_ids.extend(s.delete_ids or [])
+        if s.file and s.upsert_ids is None:
+            upserts[s.file] = None  # all rows of the part
+        elif s.file and s.upsert_ids:
+            upserts[s.file] = list(s.upsert_ids)
+    if not dim:
+        dim = (job.previous or job.stored or {}).get("embedding_dim") or embedding_dimension(job.cfg.embedding_model)
+    return _Tally(upserts=upserts, delete_ids=delete_ids, embedded=embedded, reused=reused, dim=dim)
+
+
 def _spark_failure(exc: BaseException) -> str:
     """The useful line of a Spark failure: the Python exception raised in a worker, when there is one."""
     text = str(exc)
@@ -459,9 +552,12 @@ def _spark_failure(exc: BaseException) -> str:
     return (lines[-1] if lines else type(exc).__name__)[:2000]
 
 
-def _no_op(cfg, plan: Plan, previous: dict, plan_docs: dict, in_sync: bool, store_uri: str, started: float,
-           quarantined: dict | None = None, held: Lease | None = None) -> dict[str, Any]:
+def _no_op(job: _Job, plan_docs: dict, quarantined: dict | None = None) -> dict[str, Any]:
     """Nothing changed: no new snapshot. Refresh versions/quarantine in the manifest; resync Milvus if lost."""
+    cfg, plan, previous, in_sync, store_uri, started = (
+        job.cfg, job.plan, job.previous, job.in_sync, job.store_uri, job.started
+    )
+    held = job.held
     quarantined = quarantined if quarantined is not None else dict(plan.quarantined)
     written = 0
     _verify(held)
