@@ -78,6 +78,13 @@ class DeploymentError(LlmopsError):
     """Applying manifests or waiting for a rollout failed."""
 
 
+class CanaryRejected(DeploymentError):
+    """The challenger failed the canary check (not listed, not answering, or regressing against the
+    champion): its traffic weight was not moved and the canary files were rolled back (a verdict, exit 3)."""
+
+    exit_code = SKIP_EXIT_CODE
+
+
 class DriftDetected(LlmopsError):
     """The drift monitor found significant drift (a verdict, exit code 3)."""
 

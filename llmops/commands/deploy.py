@@ -1,4 +1,4 @@
-"""`llmops render`, `validate`, `deploy`, `smoke`, and the `bench render` / `bench smoke` figures."""
+"""`llmops render`, `validate`, `deploy`, `smoke`, `serve`, `canary verify`, and the `bench` render/smoke figures."""
 
 from __future__ import annotations
 
@@ -80,6 +80,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate (greedy)")
         p.add_argument("--summary-json", help="write a summary JSON here")
         p.set_defaults(handler=_smoke if command == "smoke" else _serve)
+
+    p = sub.add_parser(
+        "canary",
+        help="verify a rendered canary: serve champion and challenger side by side, replay prompts, then move "
+        "its weight or roll it back",
+    )
+    canary_sub = p.add_subparsers(dest="canary_command", metavar="ACTION", required=True)
+    p = canary_sub.add_parser(
+        "verify",
+        help="check the challenger against the champion and set the canary's weight (exit 0), or roll the folder "
+        "back to the stable-only manifests (exit 3, the reason on stderr and in canary-verification.json)",
+        description="Mode local: one `vllm serve` of the canary's rendered arguments with the champion's adapter "
+        "beside the challenger's (multi-LoRA). Mode kubernetes: the stable and canary Services through the "
+        "Kubernetes API server's service proxy. Recent traffic is replayed (else the evaluation items); the "
+        "challenger must be listed by /v1/models with the base as parent and not regress (see llmops.deploy.canary).",
+    )
+    p.add_argument("--manifests", required=True, help="the version folder written by `llmops render`")
+    p.add_argument("--mode", choices=("local", "kubernetes"), help="where both adapters are served (default: the "
+                   "mode setting)")
+    p.add_argument("--prompts", type=int, default=16, help="prompts to replay (1-64)")
+    p.add_argument("--traffic", help="traffic records to replay (default: the traffic setting)")
+    p.add_argument("--dataset", help="dataset version whose evaluation items are replayed when there is no traffic "
+                   "(default: the latest under the dataset root)")
+    p.add_argument("--tolerance", type=int, default=1, help="correct answers the challenger may have fewer than "
+                   "the champion (paired)")
+    p.add_argument("--latency-factor", type=float, default=3.0, help="the challenger's median latency may be at "
+                   "most this many times the champion's (0: not checked)")
+    p.add_argument("--max-tokens", type=int, default=16, help="tokens per answer (greedy)")
+    p.add_argument("--context", help="kubeconfig context (mode kubernetes)")
+    p.add_argument("--summary-json", help="write a summary JSON here")
+    p.set_defaults(handler=_canary_verify)
 
 
 def register_bench(bench_sub: argparse._SubParsersAction) -> None:
@@ -215,6 +246,36 @@ def _deploy(args: argparse.Namespace) -> int:
 
     api = kube_api_from_kubeconfig(args.context) if args.apply else None
     summary = deploy_folder(args.manifests, api=api, timeout_s=args.timeout_s)
+    return emit_summary(args, summary)
+
+
+def _canary_verify(args: argparse.Namespace) -> int:
+    from llmops.cli import emit_summary
+    from llmops.deploy import canary
+    from llmops.exceptions import CanaryRejected
+    from llmops.settings import load_settings
+
+    settings = load_settings()
+    mode = args.mode or settings.mode
+    proxy = api = None
+    if mode == "kubernetes":
+        from llmops.deploy.publish import kube_api_from_kubeconfig
+
+        api = kube_api_from_kubeconfig(args.context)
+        proxy = canary.KubeServiceProxy(api.dynamic.client)
+
+    def prompts() -> tuple[list, str]:
+        from llmops.evaluation.data import latest_dataset_uri
+
+        dataset = args.dataset or latest_dataset_uri(settings.dataset_root)
+        return canary.replay_prompts(args.prompts, args.traffic or settings.traffic, dataset)
+
+    try:
+        summary = canary.verify(args.manifests, mode=mode, prompts=prompts, max_tokens=args.max_tokens,
+                                tolerance=args.tolerance, latency_factor=args.latency_factor, proxy=proxy, api=api)
+    except CanaryRejected as exc:
+        emit_summary(args, exc.summary)  # type: ignore[attr-defined]
+        raise
     return emit_summary(args, summary)
 
 

@@ -13,6 +13,7 @@ passes in the API client of its KubernetesHook, the CLI one from a kubeconfig.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -326,6 +327,60 @@ def _reason(api: KubeApi, obj: dict[str, Any], head: str) -> str:
     return head + ("; " + "; ".join(problems) if problems else "")
 
 
+# --- the canary's weight: only a verified canary takes traffic ------------------------------------
+
+VERIFICATION_FILE = "canary-verification.json"
+"""The record `llmops canary verify` writes into a version folder (`llmops.deploy.canary`)."""
+
+
+def objects_digest(objects: Iterable[dict[str, Any]]) -> str:
+    """sha256 of the objects as applied (canonical JSON, in sorted order): a re-render, a hand edit or
+    a moved weight gives another digest; comments and file layout do not count."""
+    docs = sorted(json.dumps(o, sort_keys=True, separators=(",", ":")) for o in objects)
+    return hashlib.sha256("\n".join(docs).encode()).hexdigest()
+
+
+def canary_weight(objects: Iterable[dict[str, Any]]) -> int:
+    """The traffic percent the HTTPRoutes send to canary-track backends (Services, or KServe's
+    `<isvc>-predictor`); 0 without a canary."""
+    objects = list(objects)
+    canary = set()
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        if (meta.get("labels") or {}).get("llmops.dev/track") == "canary":
+            canary.update({meta["name"], f"{meta['name']}-predictor"})
+    weight = 0
+    for obj in objects:
+        if obj.get("kind") != "HTTPRoute":
+            continue
+        for rule in (obj.get("spec") or {}).get("rules") or []:
+            for ref in rule.get("backendRefs") or []:
+                if ref.get("name") in canary:
+                    weight = max(weight, int(ref.get("weight", 1)))
+    return weight
+
+
+def require_verified_canary(objects: list[dict[str, Any]], record: dict[str, Any] | None, where: str) -> None:
+    """Refuse objects that send traffic to a canary unless a passing verification record names exactly
+    these objects (`objects_digest`). A canary at weight 0 needs none: it takes no traffic."""
+    weight = canary_weight(objects)
+    if weight == 0:
+        return
+    fix = f"run `llmops canary verify --manifests {where}` (it moves the weight only when the challenger passes)"
+    if record is None:
+        raise DeploymentError(f"{where}: the canary has weight {weight} but no verification record "
+                              f"({VERIFICATION_FILE}); {fix}")
+    if not record.get("passed"):
+        raise DeploymentError(f"{where}: the canary has weight {weight} but its verification failed "
+                              f"({record.get('reason')}); {fix}")
+    digest = objects_digest(objects)
+    if record.get("digest") != digest:
+        raise DeploymentError(
+            f"{where}: the canary has weight {weight} but the verification record is for other manifests "
+            f"(digest {str(record.get('digest'))[:12]}, these are {digest[:12]}): they changed after the check; {fix}"
+        )
+
+
 # --- apply, prune, deploy ------------------------------------------------------------------------
 
 
@@ -368,9 +423,12 @@ def deploy(
     previous_what: str = "the previous version",
     poll_s: float = 5.0,
     clock: Clock | None = None,
+    verification: dict[str, Any] | None = None,
 ) -> DeployResult:
     """Apply `objects`, wait for the rollout; on failure restore `previous` and raise `DeploymentError`
-    naming the reason and what was rolled back to."""
+    naming the reason and what was rolled back to. Objects that route traffic to a canary are refused
+    unless `verification` (the folder's `canary-verification.json`) passed for exactly them."""
+    require_verified_canary(objects, verification, what)
     applied = apply_all(api, objects)
     try:
         rollout = wait_for_rollout(api, objects, timeout_s, poll_s, clock)

@@ -22,7 +22,15 @@ import yaml
 
 from llmops import storage
 from llmops.contracts import DeploySummary
-from llmops.deploy.apply import Clock, DynamicKubeApi, KubeApi, deploy
+from llmops.deploy.apply import (
+    VERIFICATION_FILE,
+    Clock,
+    DynamicKubeApi,
+    KubeApi,
+    canary_weight,
+    deploy,
+    require_verified_canary,
+)
 from llmops.exceptions import DeploymentError, ManifestInvalid
 from llmops.k8s.templates import to_yaml
 from llmops.k8s.validate import validate_documents
@@ -92,6 +100,20 @@ def load_objects(folder: str) -> list[dict[str, Any]]:
     return objects
 
 
+def read_verification(folder: str) -> dict[str, Any] | None:
+    """The canary verification record of a version folder (`llmops canary verify`), or None."""
+    import json
+
+    uri = storage.join(folder, VERIFICATION_FILE)
+    if not storage.exists(uri):
+        return None
+    try:
+        record = json.loads(storage.read_text(uri))
+    except ValueError:
+        raise DeploymentError(f"{uri} is not valid JSON: run `llmops canary verify` again") from None
+    return record if isinstance(record, dict) else None
+
+
 def rollout_timeout(objects: list[dict[str, Any]]) -> float:
     """Long enough for the Deployment controller to declare the rollout failed itself."""
     deadlines = [
@@ -129,6 +151,10 @@ def deploy_folder(
         "objects": sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects),
         "applied": False,
     }
+    # GitOps too: moving the pointer makes the controller apply the canary's weight.
+    verification = read_verification(folder)
+    require_verified_canary(objects, verification, folder)
+    summary["canary_weight"] = canary_weight(objects)
     if api is not None:
         timeout = timeout_s if timeout_s is not None else rollout_timeout(objects)
         result = deploy(
@@ -140,6 +166,7 @@ def deploy_folder(
             previous_what=f"{model} version {previous_version}",
             poll_s=poll_s,
             clock=clock,
+            verification=verification,
         )
         summary.update(applied=True, deleted=result.deleted, rollout=result.rollout)
     summary["live_changed"] = set_live(model_root, version, model)

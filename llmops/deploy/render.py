@@ -27,6 +27,7 @@ from llmops.deploy.config import NAME_MAX, DeployConfig
 from llmops.deploy.model import ServedModel, is_hub_id, served_model, stable_uri_for
 from llmops.exceptions import ConfigError, ManifestInvalid
 from llmops.k8s.secrets import hf_token_refs, s3_refs, secret_key_ref_env
+from llmops.k8s.security import restricted_container
 from llmops.k8s.templates import render as render_template
 from llmops.k8s.templates import to_yaml
 from llmops.k8s.validate import check_documents
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 FAMILY = "vllm"
 MANAGED_BY = "airflow-llmops"
 KUSTOMIZATION = "kustomization.yaml"
+CANARY_PLAN = "canary-plan.json"
+"""Beside a canary's manifests: its target weight, the HTTPRoute at that weight and the stable-only
+manifests, for `llmops canary verify` to swap in (`llmops.deploy.canary`)."""
 CACHE_MOUNT = "/cache"
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 KSERVE_MODEL_FORMAT = "vllm"
@@ -167,15 +171,6 @@ def _under(path: str, prefix: str) -> str | None:
     return None
 
 
-def _restricted() -> dict[str, Any]:
-    return {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "runAsNonRoot": True,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
 def model_source(config: DeployConfig, model: ServedModel) -> Source:
     """Decide how the serving pod reads the version's weights, or fail naming the config field."""
     src = config.source
@@ -257,7 +252,7 @@ def _copy_container(config: DeployConfig, role: str, location: str, dest: str) -
         "args": args,
         "env": env,
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
-        "securityContext": _restricted(),
+        "securityContext": restricted_container(),
         "volumeMounts": [
             {"name": "models", "mountPath": src.mount_path},
             {"name": "cache", "mountPath": CACHE_MOUNT},
@@ -465,7 +460,10 @@ def render(model: ServedModel, config: DeployConfig, stable: ServedModel | None 
             "vllm/networkpolicy.yaml.j2", {"s": {**shared, "peers": _peers(config)}}
         )
     if config.route.gateway:
-        files["httproute.yaml"] = render_template("vllm/httproute.yaml.j2", {"s": _route(config, shared, ctxs)})
+        # A canary starts at weight 0: `llmops canary verify` moves it to canary.weight once the challenger passed.
+        files["httproute.yaml"] = render_template(
+            "vllm/httproute.yaml.j2", {"s": _route(config, shared, ctxs, 0 if stable else None)}
+        )
 
     objects = {k: files[k] for k in sorted(files)}
     checked = check_documents([o for k in objects for o in objects[k]], "rendered manifests")
@@ -477,10 +475,13 @@ def render(model: ServedModel, config: DeployConfig, stable: ServedModel | None 
         )
     header = (
         f"# Rendered by airflow-llmops (llmops render) for {model.name} version {model.version}"
-        + (f" (canary beside version {stable.version})" if stable else "")
+        + (f" (canary beside version {stable.version}, weight 0 until `llmops canary verify` passes)"
+           if stable else "")
         + ".\n# Do not edit: changes are overwritten by the next render.\n"
     )
     texts = {fname: header + to_yaml(docs) for fname, docs in objects.items()}
+    if stable is not None and config.route.gateway:
+        texts[CANARY_PLAN] = _canary_plan(model, stable, config, shared, ctxs, header)
     texts[KUSTOMIZATION] = header + to_yaml(
         {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
@@ -529,11 +530,42 @@ def _peers(config: DeployConfig) -> list[dict[str, Any]]:
     return peers
 
 
-def _route(config: DeployConfig, shared: dict[str, Any], ctxs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _canary_plan(
+    model: ServedModel,
+    stable: ServedModel,
+    config: DeployConfig,
+    shared: dict[str, Any],
+    ctxs: dict[str, dict[str, Any]],
+    header: str,
+) -> str:
+    """What `llmops canary verify` writes once it decided (`llmops.deploy.canary`): the HTTPRoute at the
+    configured weight when the challenger passes, the stable version's own manifests (no canary) when it
+    fails. Both are rendered and validated here, so the check only swaps in files render made."""
+    import json
+
+    route = render_template("vllm/httproute.yaml.j2", {"s": _route(config, shared, ctxs)})
+    problems = [p for c in check_documents(route, "canary route") for p in c.problems]
+    if problems:
+        raise ManifestInvalid("the canary's HTTPRoute at its weight is invalid:\n  " + "\n  ".join(map(str, problems)))
+    alone = config.model_copy(update={"canary": config.canary.model_copy(update={"enabled": False})})
+    plan = {
+        "weight": config.canary.weight,
+        "challenger": {"version": model.version, "uri": model.uri, "adapter": model.adapter, "base": model.base},
+        "champion": {"version": stable.version, "uri": stable.uri, "adapter": stable.adapter, "base": stable.base},
+        "verified": {"httproute.yaml": header + to_yaml(route)},
+        "rollback": render(stable, alone).files,
+    }
+    return json.dumps(plan, indent=2, sort_keys=True) + "\n"
+
+
+def _route(
+    config: DeployConfig, shared: dict[str, Any], ctxs: dict[str, dict[str, Any]], canary_weight: int | None = None
+) -> dict[str, Any]:
     r = config.route
     weights = {"stable": 100, "canary": 0}
     if "canary" in ctxs:
-        weights = {"stable": 100 - config.canary.weight, "canary": config.canary.weight}
+        w = config.canary.weight if canary_weight is None else canary_weight
+        weights = {"stable": 100 - w, "canary": w}
     backends = []
     for track, t in ctxs.items():
         if config.kserve.enabled:
@@ -661,11 +693,11 @@ def write(rendered: Rendered, out: str) -> tuple[str, bool]:
 
 
 def current_files(folder: str) -> dict[str, str]:
-    """The YAML files of a version folder (empty when it does not exist)."""
+    """The YAML files (and the canary plan) of a version folder (empty when it does not exist)."""
     out: dict[str, str] = {}
     for info in storage.list_files(folder, recursive=False) if storage.exists(folder) else []:
         fname = info.uri.rsplit("/", 1)[-1]
-        if fname.endswith((".yaml", ".yml")):
+        if fname.endswith((".yaml", ".yml")) or fname == CANARY_PLAN:
             out[fname] = storage.read_text(info.uri)
     return dict(sorted(out.items()))
 

@@ -127,6 +127,9 @@ class RenderedServer:
     args: list[str]
     env: dict[str, str]
     mount_path: str | None
+    annotations: dict[str, str] = field(default_factory=dict)
+    """The object's annotations: `llmops.dev/base-model` and `llmops.dev/adapter` say where the weights
+    the pod reads come from."""
 
 
 def _container(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -159,7 +162,8 @@ def rendered_server(files: dict[str, str], canary: bool | None = None) -> Render
             mounts = container.get("volumeMounts") or []
             mount = next((m["mountPath"] for m in mounts if m.get("name") in ("model-cache", "models")), None)
             return RenderedServer(name, doc["kind"], list(container.get("command") or []),
-                                  [str(a) for a in container.get("args") or []], env, mount)
+                                  [str(a) for a in container.get("args") or []], env, mount,
+                                  dict((doc.get("metadata") or {}).get("annotations") or {}))
     raise ConfigError(
         f"no vLLM container in the rendered files ({', '.join(names) or 'none'}): expected deployment.yaml "
         "or servingruntime.yaml as written by `llmops render`"
@@ -179,7 +183,8 @@ def _kserve_server(files: dict[str, str], isvc_file: str) -> RenderedServer:
     mounts = model.get("volumeMounts") or container.get("volumeMounts") or []
     mount = next((m["mountPath"] for m in mounts if m.get("name") in ("model-cache", "models")), None)
     return RenderedServer(isvc_file, "InferenceService", list(container.get("command") or []),
-                          [str(a) for a in model.get("args") or []], env, mount)
+                          [str(a) for a in model.get("args") or []], env, mount,
+                          dict((isvc.get("metadata") or {}).get("annotations") or {}))
 
 
 def read_folder(folder: str) -> dict[str, str]:
@@ -300,6 +305,35 @@ def local_server(server: RenderedServer, path_map: dict[str, str], port: int | N
     names = _option(server.args, "--served-model-name")
     base_name = names.split()[0] if names else out[0]
     return LocalServer(out, env, port, changed, base_name, lora_modules)
+
+
+def side_by_side(challenger: LocalServer, champion: LocalServer, champion_name: str) -> LocalServer:
+    """One server for a canary check: the challenger's translated arguments (its adapter under the name
+    the canary's manifests give it, what clients will ask for) with the champion's adapter added to
+    `--lora-modules` as `champion_name` (one server cannot serve two adapters under one name; in the
+    cluster each track serves its own under the shared name). Both must be adapters on the same base."""
+    if not challenger.lora_modules or not champion.lora_modules:
+        raise ConfigError("a side-by-side canary check needs LoRA adapters on both tracks (multi-LoRA on one "
+                          "base); a merged model has no adapter to serve beside another")
+    if challenger.args[0] != champion.args[0]:
+        raise ConfigError(f"the champion's base ({champion.args[0]}) is not the challenger's "
+                          f"({challenger.args[0]}): multi-LoRA serves adapters of one base only")
+    if champion_name in challenger.lora_modules or champion_name == challenger.base_name:
+        raise ConfigError(f"the champion's name {champion_name!r} is already served by the challenger's server")
+    path = next(iter(champion.lora_modules.values()))
+    args = list(challenger.args)
+    i = args.index("--lora-modules") + 1
+    while i < len(args) and not args[i].startswith("--"):
+        i += 1
+    args.insert(i, f"{champion_name}={path}")
+    loras = _option(args, "--max-loras")
+    changed = [*challenger.translated, f"--lora-modules {champion_name}={path} added (the champion, side by side)"]
+    if loras is not None and int(loras) < 2:
+        # Both adapters in one batch: the replay sends them interleaved.
+        args[args.index("--max-loras") + 1] = "2"
+        changed.append(f"--max-loras {loras} -> 2 (two adapters side by side)")
+    modules = {**challenger.lora_modules, champion_name: path}
+    return LocalServer(args, dict(challenger.env), challenger.port, changed, challenger.base_name, modules)
 
 
 # --- running and checking ------------------------------------------------------------------------------

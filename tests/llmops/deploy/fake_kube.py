@@ -1,5 +1,6 @@
 """An in-memory cluster behind the `KubeApi` boundary: stores what is applied, plays the Deployment
-controller (generation, rollout status) and reports pods whose state a test chooses."""
+controller (generation, rollout status), reports pods whose state a test chooses, and proxies to a
+Service (the API server's service proxy) by forwarding to the server a test puts behind it."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ class FakeCluster:
         """Status reads since the last apply: the first one always shows a rollout in progress."""
         self.health = health or (lambda obj: "ok")
         self.log: list[str] = []
+        self.backends: dict[tuple[str, str], str] = {}
+        """(namespace, Service) -> the base URL of the server behind it, for the service proxy."""
 
     # --- KubeApi ---------------------------------------------------------------------------------
 
@@ -78,6 +81,34 @@ class FakeCluster:
         if found:
             self.log.append(f"delete {kind}/{name}")
         return found
+
+    # --- the API server's service proxy (`llmops.deploy.canary.ServiceProxy`) ----------------------
+
+    def request(self, method: str, namespace: str, service: str, port: int, path: str,
+                body: dict[str, Any] | None = None) -> tuple[int, bytes]:
+        """`/api/v1/namespaces/NS/services/NAME:PORT/proxy/PATH`: like the API server, only to a Service that
+        exists with that port, forwarded to the server a test put behind it (`self.backends`)."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        self.log.append(f"proxy {method} {service}:{port}/{path.lstrip('/')}")
+        svc = self.objects.get(("v1", "Service", namespace, service))
+        if svc is None:
+            return 404, f'services "{service}" not found'.encode()
+        if port not in [p.get("port") for p in svc["spec"].get("ports") or []]:
+            return 503, f'no endpoints available for service "{service}:{port}"'.encode()
+        url = self.backends.get((namespace, service))
+        if url is None:
+            return 503, f'no endpoints available for service "{service}"'.encode()
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url.rstrip("/") + "/" + path.lstrip("/"), data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=120) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
 
     # --- the controller ----------------------------------------------------------------------------
 

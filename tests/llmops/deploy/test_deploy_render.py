@@ -9,6 +9,7 @@ the renderer, regenerate them and review the diff:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -97,7 +98,7 @@ def test_golden(case):
         folder.mkdir(parents=True)
         for fname, text in rendered.files.items():
             (folder / fname).write_text(text, encoding="utf-8")
-    expected = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.yaml"))}
+    expected = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.iterdir()) if p.is_file()}
     assert list(rendered.files) == list(expected), (
         f"files differ from {folder}; if intended: UPDATE_GOLDEN=1 pytest tests/llmops/deploy -k golden"
     )
@@ -164,8 +165,16 @@ def test_canary_splits_traffic_between_champion_and_challenger():
     assert canary["metadata"]["labels"]["llmops.dev/version"] == "4"
     assert canary["spec"]["replicas"] == 1
     assert stable["spec"]["selector"] != canary["spec"]["selector"]
+    # The canary takes no traffic until `llmops canary verify` passes: it then swaps in the planned route.
     backends = objs["HTTPRoute/llmops-assistant"]["spec"]["rules"][0]["backendRefs"]
     assert [(b["name"], b["weight"]) for b in backends] == [
+        ("llmops-assistant", 100),
+        ("llmops-assistant-canary", 0),
+    ]
+    plan = json.loads(_case("canary").files["canary-plan.json"])
+    assert plan["weight"] == 10
+    verified = yaml.safe_load(plan["verified"]["httproute.yaml"])
+    assert [(b["name"], b["weight"]) for b in verified["spec"]["rules"][0]["backendRefs"]] == [
         ("llmops-assistant", 90),
         ("llmops-assistant-canary", 10),
     ]
