@@ -3,7 +3,7 @@
 A step's summary is its XCom (the JSON it writes to `--summary-json` and prints, or an operator's return
 value). The step builds its model and emits `model.model_dump(mode="json")`; a Python reader parses the
 XCom with `Model.model_validate(...)` and reads attributes; a DAG template reads keys by name, which
-`tests/test_contracts.py` checks against these models (`TASK_SUMMARIES`), so a renamed key fails in the
+`tests/llmops/test_contracts.py` checks against these models (`TASK_SUMMARIES`), so a renamed key fails in the
 test suite instead of at run time.
 
 `extra="forbid"`: a writer that adds a key must declare it here first. Fields a step leaves out on one

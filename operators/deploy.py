@@ -84,6 +84,7 @@ class DeployManifestsOperator(BaseOperator):
 
     @uses_aws_connection
     def execute(self, context: Any) -> dict[str, Any]:
+        from llmops.contracts import DeploySummary
         from llmops.deploy.publish import deploy_folder
 
         settings = self.settings or airflow_settings()
@@ -94,8 +95,10 @@ class DeployManifestsOperator(BaseOperator):
         api = self.kube_api(settings) if apply else None
         self.log.info("Deploying %s (%s)", self.manifests_uri, "apply and wait" if apply else "GitOps pointer only")
         try:
-            summary = deploy_folder(self.manifests_uri, api=api, timeout_s=timeout, poll_s=self.poll_s)
+            summary = DeploySummary.model_validate(
+                deploy_folder(self.manifests_uri, api=api, timeout_s=timeout, poll_s=self.poll_s)
+            )
         except LlmopsError as exc:
             raise AirflowException(str(exc)) from exc
-        self.log.info("Live version of %s: %s", summary["model"], summary["live"])
-        return summary
+        self.log.info("Live version of %s: %s", summary.model, summary.live)
+        return summary.to_json()

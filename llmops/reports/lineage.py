@@ -15,14 +15,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from llmops import storage
+from llmops.contracts import DeploySummary, RenderSummary, Summary
 from llmops.reports import page
 from llmops.settings import Settings
 
 log = logging.getLogger(__name__)
+S = TypeVar("S", bound=Summary)
 
 TAG_APPROVAL_DECISION = "llmops.approval.decision"
 TAG_APPROVAL_BY = "llmops.approval.by"
@@ -180,17 +182,16 @@ def version_lineage(
         st.items.append(link)
 
     st = stages["manifests"]
-    rendered = summaries.get("render_manifests") or {}
-    if rendered.get("manifests_uri"):
-        st.items.append(Link(str(rendered["manifests_uri"])))
-    if rendered and (link := airflow("render_manifests")):
-        st.items.append(link)
+    rendered = _summary(RenderSummary, summaries.get("render_manifests"))
+    if rendered is not None:
+        st.items.append(Link(rendered.manifests_uri))
+        if link := airflow("render_manifests"):
+            st.items.append(link)
 
     st = stages["deployments"]
-    deployed = summaries.get("deploy") or {}
-    if deployed:
-        shown = {k: deployed[k] for k in ("manifests_uri", "applied", "pointer_uri", "live_version", "rolled_back")
-                 if k in deployed}
+    deployed = _summary(DeploySummary, summaries.get("deploy"))
+    if deployed is not None:
+        shown = deployed.model_dump(mode="json", include={"manifests_uri", "applied", "live", "previous_version"})
         st.details.append(json.dumps(shown, sort_keys=True, default=str))
         if link := airflow("deploy"):
             st.items.append(link)
@@ -203,6 +204,20 @@ def version_lineage(
         status = report.get("status", "?")
         st.items.append(Link(f"{report.get('created_at')}: {status}", urls.report("drift", str(report["report_uri"]))))
     return [stages[s] for s in STAGES]
+
+
+def _summary(model: type[S], value: Any) -> S | None:
+    """A step's XCom read through its model; None when the step pushed none or a summary of another shape
+    (a run of an older release): the page shows what it can."""
+    from pydantic import ValidationError
+
+    if not value:
+        return None
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        log.warning("not a %s summary, left out of the lineage page: %s", model.__name__, exc)
+        return None
 
 
 def drift_reports_since(settings: Settings, since: datetime | None, limit: int = 50) -> list[dict[str, Any]]:

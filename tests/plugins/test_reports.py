@@ -108,18 +108,27 @@ def test_lineage_page(client, model_version, drift_report, airflow_db):
 
 def test_lineage_shows_the_runs_manifests_and_deployment(model_version):
     """The plugin passes the registering Airflow run's step summaries (render_manifests, deploy)."""
+    from llmops.contracts import DeploySummary, RenderSummary
     from llmops.reports.lineage import Urls, lineage_page, version_lineage
 
     name, version = model_version
     urls = Urls(airflow="http://af:8080", mlflow="http://mlflow:5000", report=lambda kind, uri: f"http://af:8080/{kind}")
+    folder = "/data/manifests/llmops-ui-test/1"
     summaries = {
-        "render_manifests": {"manifests_uri": "/data/manifests/llmops-ui-test/1", "version": version},
-        "deploy": {"manifests_uri": "/data/manifests/llmops-ui-test/1", "applied": False, "live_version": version},
+        "render_manifests": RenderSummary(
+            manifests_uri=folder, out="/data/manifests", model=name, model_dir="llmops-ui-test", version=version,
+            run_id=None, stable_version=None, name="llm", namespace="ml", files=["deployment.yaml"], changed=True,
+            validated_by={}, render_validate_s=0.1, write_s=0.01,
+        ).to_json(),
+        "deploy": DeploySummary(
+            manifests_uri=folder, model=name, version=version, previous_version=None, objects=["Deployment/llm"],
+            applied=False, live_changed=True, live=version, deploy_s=0.1,
+        ).to_json(),
     }
     stages = {s.name: s for s in version_lineage(load_settings(), name, version, urls, run_summaries=summaries)}
     assert [link.text for link in stages["manifests"].items][0] == "/data/manifests/llmops-ui-test/1"
     assert any(link.href and link.href.endswith("/tasks/render_manifests") for link in stages["manifests"].items)
-    assert '"live_version": "1"' in stages["deployments"].details[0]
+    assert '"live": "1"' in stages["deployments"].details[0]
     assert any(link.href and link.href.endswith("/tasks/deploy") for link in stages["deployments"].items)
     page = lineage_page(name, version, list(stages.values()))
     assert "/data/manifests/llmops-ui-test/1" in page and "nothing recorded" not in page.split('id="deployments"')[1]
