@@ -19,6 +19,7 @@ from kubernetes.client import models as k8s
 
 from llmops.exceptions import ConfigError
 from llmops.k8s.secrets import secret_refs
+from llmops.k8s.security import restricted_container
 from llmops.settings import Settings
 from llmops_operators.base import (
     SUMMARY_IN_POD,
@@ -146,10 +147,7 @@ class KubernetesStepOperator(KubernetesPodOperator):
             "get_logs": True,
             "log_events_on_failure": True,
             "on_finish_action": "delete_succeeded_pod",
-            "container_security_context": {
-                "allowPrivilegeEscalation": False,
-                "capabilities": {"drop": ["ALL"]},
-            },
+            "container_security_context": restricted_container(),
         }
         defaults.update(kwargs)
         super().__init__(

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from llmops.exceptions import ConfigError, ManifestInvalid
+from llmops.k8s.security import restricted_container
 from llmops.resources import templates_dir
 
 
@@ -34,6 +35,7 @@ def _environment(directory: str):
     )
     # `tojson` keeps every inserted value a valid YAML scalar (YAML is a superset of JSON).
     env.filters["tojson"] = lambda v: json.dumps(v, sort_keys=True)
+    env.globals["restricted_container_security"] = restricted_container()
     return env
 
 

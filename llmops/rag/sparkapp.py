@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from llmops.k8s.secrets import secret_key_ref_env, secret_refs
+from llmops.k8s.security import restricted_container
 from llmops.k8s.templates import load_values, render
 from llmops.settings import Settings
 
@@ -55,6 +56,7 @@ def spark_application_context(
         "executor_cores": settings.spark_executor_cores,
         "executor_memory": settings.spark_executor_memory,
         "env": env,
+        "security_context": restricted_container(),
     }
 
 

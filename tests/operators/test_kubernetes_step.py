@@ -91,6 +91,13 @@ def test_gpu_pod_from_param_validates():
     assert op.startup_timeout_seconds >= 1800 and op.deferrable and op.reattach_on_restart
 
 
+def test_step_container_runs_restricted():
+    from llmops.k8s.security import restricted_container
+
+    main = next(c for c in _pod(_train_op(k8s_settings()), 0)["spec"]["containers"] if c["name"] == "base")
+    assert main["securityContext"] == restricted_container()
+
+
 def test_cpu_pod_has_no_gpu_scheduling():
     op = _train_op(k8s_settings())
     pod = _pod(op, 0)
