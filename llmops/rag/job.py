@@ -324,39 +324,7 @@ def _run_spark(spark, job: _Job) -> dict[str, Any]:
     tally = _tally(stats_rows, documents, job)
     embedded, reused, dim, delete_ids = tally.embedded, tally.reused, tally.dim, tally.delete_ids
     chunks_total = sum(e["chunks"] for e in documents.values())
-    created_at = datetime.now(UTC).isoformat(timespec="seconds")
-    snapshot_meta = {
-        "schema_version": snap.SCHEMA_VERSION,
-        "snapshot_id": snap_id,
-        "embedding_model": cfg.embedding_model,
-        "embedding_backend": cfg.embedding_backend,
-        "embedding_dim": dim,
-        "chunking": cfg.chunking.as_dict(),
-        "chunks_total": chunks_total,
-        "documents": {u: {"hash": e["hash"], "chunks": e["chunks"]} for u, e in sorted(documents.items())},
-        "created_at": created_at,
-    }
-    snap.write_json(storage.join(snap_uri, snap.SNAPSHOT_META), snapshot_meta)
-
-    t = time.monotonic()
-    _verify(job.held)
-    written = _sync_vector_store(job.store_uri, cfg.collection, dim, tally.upserts, delete_ids,
-                                 drop_first=stored is not None and previous is None and _same_store(stored, cfg))
-    timings["vector_store_s"] = round(time.monotonic() - t, 3)
-    quarantine_list = _write_quarantine(cfg.output_uri, quarantined)
-    manifest = {
-        **snapshot_meta,
-        "snapshot_uri": snap_uri,
-        "output_uri": cfg.output_uri,
-        "input_uri": cfg.input_uri,
-        "vector_store": {"uri": job.store_uri, "collection": cfg.collection},
-        "documents": {u: documents[u] for u in sorted(documents)},
-        "quarantined": {u: quarantined[u] for u in sorted(quarantined)},
-        "previous_snapshot_id": (stored or {}).get("snapshot_id"),
-        "llmops_version": __version__,
-    }
-    _verify(job.held)
-    snap.write_json(storage.join(cfg.output_uri, snap.MANIFEST), manifest)
+    written, quarantine_list, manifest = _commit(job, snap_id, snap_uri, docs, tally, chunks_total)
     new_docs, changed_docs, started = docs.new, docs.changed, job.started
     summary = PreprocessSummary(
         snapshot_id=snap_id,
@@ -395,6 +363,49 @@ def _run_spark(spark, job: _Job) -> dict[str, Any]:
     log.info("snapshot %s: %d chunks (%d written, %d embedded, %d reused, %d deleted)",
              snap_id, chunks_total, written, embedded, reused, len(delete_ids))
     return summary
+
+
+def _commit(job: _Job, snap_id: str, snap_uri: str, docs: _Documents, tally: _Tally,
+            chunks_total: int) -> tuple[int, list[dict], dict[str, Any]]:
+    """The snapshot's metadata, the vector store brought in line with it, the quarantine list, then the
+    manifest (the commit point), the lease verified before each durable write. Returns the rows written
+    to the vector store, the summary's quarantine list and the manifest."""
+    cfg, previous, stored, timings = job.cfg, job.previous, job.stored, job.timings
+    documents, quarantined, dim, delete_ids = docs.all, docs.quarantined, tally.dim, tally.delete_ids
+    created_at = datetime.now(UTC).isoformat(timespec="seconds")
+    snapshot_meta = {
+        "schema_version": snap.SCHEMA_VERSION,
+        "snapshot_id": snap_id,
+        "embedding_model": cfg.embedding_model,
+        "embedding_backend": cfg.embedding_backend,
+        "embedding_dim": dim,
+        "chunking": cfg.chunking.as_dict(),
+        "chunks_total": chunks_total,
+        "documents": {u: {"hash": e["hash"], "chunks": e["chunks"]} for u, e in sorted(documents.items())},
+        "created_at": created_at,
+    }
+    snap.write_json(storage.join(snap_uri, snap.SNAPSHOT_META), snapshot_meta)
+
+    t = time.monotonic()
+    _verify(job.held)
+    written = _sync_vector_store(job.store_uri, cfg.collection, dim, tally.upserts, delete_ids,
+                                 drop_first=stored is not None and previous is None and _same_store(stored, cfg))
+    timings["vector_store_s"] = round(time.monotonic() - t, 3)
+    quarantine_list = _write_quarantine(cfg.output_uri, quarantined)
+    manifest = {
+        **snapshot_meta,
+        "snapshot_uri": snap_uri,
+        "output_uri": cfg.output_uri,
+        "input_uri": cfg.input_uri,
+        "vector_store": {"uri": job.store_uri, "collection": cfg.collection},
+        "documents": {u: documents[u] for u in sorted(documents)},
+        "quarantined": {u: quarantined[u] for u in sorted(quarantined)},
+        "previous_snapshot_id": (stored or {}).get("snapshot_id"),
+        "llmops_version": __version__,
+    }
+    _verify(job.held)
+    snap.write_json(storage.join(cfg.output_uri, snap.MANIFEST), manifest)
+    return written, quarantine_list, manifest
 
 
 def _read_and_chunk(spark, job: _Job, parallelism: int) -> tuple[Any, list[Any]]:
