@@ -77,8 +77,20 @@ browser:
 	  fi; \
 	fi
 
-demo: $(STAMP)
-	$(BIN)/python -m llmops.dev.demo
+# `make demo` needs both virtualenvs. The serving one (`make vllm`: minutes on a fresh clone) installs in the
+# background while the trainer's installs and the demo's first steps run: the demo waits for its marker
+# (install.done, or install.failed: the demo then fails naming the log) before the first fine-tune run,
+# whose smoke test serves the promoted version with vLLM. The recipe waits for the background job on exit.
+VLLM_INSTALL_LOG := $(VLLM_VENV)/install.log
+
+demo:
+	@mkdir -p $(VLLM_VENV) && rm -f $(VLLM_VENV)/install.done $(VLLM_VENV)/install.failed
+	@echo "make vllm: in the background (log: $(VLLM_INSTALL_LOG))"
+	@( $(MAKE) --no-print-directory vllm >$(VLLM_INSTALL_LOG) 2>&1 && touch $(VLLM_VENV)/install.done \
+	  || echo "make vllm exited with $$?" >$(VLLM_VENV)/install.failed ) & vllm=$$!; \
+	$(MAKE) --no-print-directory install \
+	  && LLMOPS_DEMO_VLLM_INSTALL_LOG="$(abspath $(VLLM_INSTALL_LOG))" $(BIN)/python -m llmops.dev.demo; \
+	rc=$$?; wait $$vllm; exit $$rc
 
 # The serving environment too: the slow vLLM test serves a trained adapter with the pinned vLLM (it skips,
 # saying why, on a CPU without AVX-512).

@@ -58,6 +58,10 @@ DEMO_ENV = {
 }
 KEEP = {"cache"}
 """Sub-folders of the data root the clean start keeps (downloaded models)."""
+SERVING_INSTALL_ENV = "LLMOPS_DEMO_VLLM_INSTALL_LOG"
+"""Set by `make demo`, which runs `make vllm` in the background: its log. `install.done` or `install.failed`
+appears beside it when that install ends; the demo waits for one before the first fine-tune run."""
+SERVING_INSTALL_TIMEOUT_S = 1200.0
 
 
 class DemoError(RuntimeError):
@@ -76,6 +80,7 @@ class Demo:
         self.port = port
         self.airflow = LocalAirflow(home=PROJECT_ROOT / ".airflow", port=port, extra_env=DEMO_ENV)
         self.rows: list[tuple[str, str]] = []
+        self.serving_expected = False
         self.started = time.monotonic()
 
     # --- helpers -----------------------------------------------------------------------------------
@@ -191,7 +196,29 @@ class Demo:
                                        f"validated; live version {deploy.get('live')})")
         return {"run": run, "promote": promote, "gate": gate}
 
+    def wait_for_serving(self) -> None:
+        """When `make demo` installs the serving environment in the background, wait for that install to end
+        (before the first fine-tune run: its smoke test serves with vLLM when the environment exists)."""
+        log = os.environ.get(SERVING_INSTALL_ENV)
+        if not log:
+            return
+        done, failed = Path(log).with_name("install.done"), Path(log).with_name("install.failed")
+        t0 = time.monotonic()
+        if not (done.exists() or failed.exists()):
+            self.step(f"waiting for the serving environment (make vllm, in the background; log: {log})")
+        while not (done.exists() or failed.exists()):
+            if time.monotonic() - t0 > SERVING_INSTALL_TIMEOUT_S:
+                raise DemoError(f"make vllm did not end within {SERVING_INSTALL_TIMEOUT_S:.0f} s; its log, {log}:\n"
+                                f"{_tail(Path(log), 15)}")
+            time.sleep(2)
+        if failed.exists():
+            raise DemoError(f"the serving environment did not install ({failed.read_text().strip()}); the end of "
+                            f"{log}:\n{_tail(Path(log), 15)}\nrun `make vllm` to see it again")
+        self.serving_expected = True
+        self.row("serving environment", f"installed (make vllm); the demo waited {time.monotonic() - t0:.0f} s for it")
+
     def release_1(self) -> dict[str, Any]:
+        self.wait_for_serving()
         built = self.land_and_index(1)
         self.search()
         first = self.finetune("v1", after=0)
@@ -201,10 +228,15 @@ class Demo:
         self.row("smoke test v1", f"{_num(smoke.get('generate_s'), 3)} s to answer {smoke.get('prompt')!r}: "
                                   f"{str(smoke.get('answer') or '')[:60]!r}")
         if smoke.get("engine") == "vllm":
-            self.row("served by", f"vLLM {smoke.get('vllm_version')} as {smoke.get('model')!r} (start-up "
-                                  f"{_num(smoke.get('startup_s'), 1)} s, warm {_num(smoke.get('latency_warm_s'), 3)} s)")
+            self.row("served by", f"vLLM {smoke.get('vllm_version')} as {smoke.get('model')!r}: start-up "
+                                  f"{_num(smoke.get('startup_s'), 1)} s, first request {_num(smoke.get('latency_s'), 3)} s, "
+                                  f"warm {_num(smoke.get('latency_warm_s'), 3)} s ({_num(smoke.get('tokens_per_s_warm'), 0)} "
+                                  f"tokens/s), first token {_num(smoke.get('ttft_s'), 3)} s")
         else:
-            self.row("served by", str(smoke.get("fallback_reason") or "transformers"))
+            reason = str(smoke.get("fallback_reason") or "transformers")
+            if self.serving_expected and "no serving environment" in reason:
+                raise DemoError(f"the smoke test did not use the installed serving environment: {reason}")
+            self.row("served by", reason)
         self.held_out(first["run"], built["dataset"])
         return first
 
