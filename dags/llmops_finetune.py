@@ -27,7 +27,9 @@ run at a time.
    champion; the decision is recorded on the version); `promote` moves `champion` to it and emits
    `llmops_model`.
 6. `render_manifests` renders and validates the vLLM manifests for the new version; `smoke_test`
-   (local mode) serves them with the pinned vLLM (transformers fallback) and answers a prompt; `deploy`
+   (local mode) serves them with the pinned vLLM (transformers fallback) and answers a prompt;
+   `canary_verify` moves a canary's weight only once the challenger passed beside the champion (in mode
+   kubernetes after `deploy` put it out at weight 0, and `deploy_verified` applies the weight); `deploy`
    makes it live (GitOps pointer, and server-side apply with rollout wait and rollback in mode kubernetes).
 """
 
@@ -232,6 +234,14 @@ with DAG(
         apply="{{ params.deploy_apply }}",
         execution_timeout=pendulum.duration(hours=2),
     )
+    # A canary (canary.enabled) is rendered at weight 0; this moves it to its weight only when the challenger,
+    # served beside the champion, is listed, answers and does not regress on replayed prompts, else rolls the
+    # folder back to the stable-only manifests and fails. Without a canary it has nothing to do.
+    verify = step_operator(
+        task_id="canary_verify",
+        step="canary verify",
+        arguments=["--manifests", "{{ ti.xcom_pull(task_ids='render_manifests')['manifests_uri'] }}"],
+    )
     if settings.mode == "local":
         # No cluster to roll out to: serve the rendered manifests' arguments with the pinned vLLM (`make vllm`;
         # transformers + peft when that environment is absent, said in the summary) and answer a prompt.
@@ -241,6 +251,13 @@ with DAG(
             arguments=["--model-uri", VERSION_URI, "--config", "{{ params.deploy_config }}", "--manifests",
                        "{{ ti.xcom_pull(task_ids='render_manifests')['manifests_uri'] }}"],
         )
-        evaluation["promote"] >> render >> smoke >> deploy
+        evaluation["promote"] >> render >> smoke >> verify >> deploy
     else:
-        evaluation["promote"] >> render >> deploy
+        # The check asks the cluster's Services (API server proxy): the canary goes out at weight 0 first.
+        deploy_verified = DeployManifestsOperator(
+            task_id="deploy_verified",
+            manifests_uri="{{ ti.xcom_pull(task_ids='render_manifests')['manifests_uri'] }}",
+            apply="{{ params.deploy_apply }}",
+            execution_timeout=pendulum.duration(hours=2),
+        )
+        evaluation["promote"] >> render >> deploy >> verify >> deploy_verified

@@ -15,7 +15,7 @@ from tests.conftest import task_states
 
 LIFECYCLE = [
     "check_trigger", "resolve_inputs", "train", "evaluate_candidate", "evaluate_champion", "gate",
-    "register", "approve", "promote", "render_manifests", "smoke_test", "deploy",
+    "register", "approve", "promote", "render_manifests", "smoke_test", "canary_verify", "deploy",
 ]
 
 
