@@ -297,3 +297,29 @@ def test_a_folder_without_a_canary_has_nothing_to_verify(tmp_path):
     folder, _ = write(render(CHAMPION, _config()), str(tmp_path))
     summary = canary.verify(folder, mode="local", prompts=lambda: pytest.fail("nothing to replay"))
     assert summary["canary"] is False and summary["moved"] is False
+
+
+def test_side_by_side_adds_the_champion_to_the_challengers_rendered_arguments(canary_folder):
+    from llmops.deploy import vllm_serve as vs
+
+    files = _files(canary_folder)
+    chal = vs.local_server(vs.rendered_server(files, canary=True), {"/models": "/srv/m"}, port=18000)
+    champ = vs.local_server(vs.rendered_server(files, canary=False), {"/models": "/srv/m"}, port=18000)
+    local = vs.side_by_side(chal, champ, f"{NAME}-champion")
+    i = local.args.index("--lora-modules")
+    assert local.args[i + 1:i + 3] == [f"{NAME}=/srv/m/adapters/llmops-assistant/4",
+                                       f"{NAME}-champion=/srv/m/adapters/llmops-assistant/3"]
+    assert local.args[local.args.index("--max-loras") + 1] == "2" and local.base_name == f"{NAME}-base"
+    assert any("champion, side by side" in t for t in local.translated)
+    other_base = vs.local_server(vs.rendered_server(files, canary=False),
+                                 {"/models/base": "/elsewhere", "/models": "/srv/m"}, port=1)
+    with pytest.raises(ConfigError, match="multi-LoRA serves adapters of one base only"):
+        vs.side_by_side(chal, other_base, f"{NAME}-champion")
+
+
+def test_cli_without_a_canary_exits_0_and_says_so(tmp_path, capsys):
+    from llmops.cli import main
+
+    folder, _ = write(render(CHAMPION, _config()), str(tmp_path))
+    assert main(["canary", "verify", "--manifests", folder, "--mode", "local"]) == 0
+    assert json.loads(capsys.readouterr().out)["reason"] == "no canary in the folder: nothing to verify"
