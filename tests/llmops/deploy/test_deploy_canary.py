@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from llmops.deploy import canary
-from llmops.deploy.apply import Clock, objects_digest
+from llmops.deploy.apply import Clock, deploy, objects_digest
 from llmops.deploy.config import load_config
 from llmops.deploy.publish import deploy_folder, load_objects
 from llmops.deploy.render import render, write
@@ -281,6 +281,10 @@ def test_deploy_refuses_a_canary_weight_without_a_passing_record_for_exactly_the
     for api in (None, FakeCluster()):  # GitOps (the pointer) and apply alike
         with pytest.raises(DeploymentError, match="weight 20 but no verification record"):
             deploy_folder(canary_folder, api=api, clock=_clock())
+    cluster = FakeCluster()
+    with pytest.raises(DeploymentError, match="weight 20 but no verification record"):
+        deploy(cluster, load_objects(canary_folder), None, timeout_s=60, clock=_clock())  # apply.py itself
+    assert cluster.log == [], "nothing was applied"
     record = Path(canary_folder) / "canary-verification.json"
     record.write_text(json.dumps({"passed": True, "digest": objects_digest(load_objects(canary_folder))}))
     assert deploy_folder(canary_folder)["canary_weight"] == 20
