@@ -118,18 +118,6 @@ def read_version_manifest(root: str, dataset_hash: str) -> dict | None:
         return None
 
 
-def dataset_manifest(dataset_uri: str) -> dict:
-    """The manifest of a dataset version folder (`dataset.json`), naming the folder when it is not one."""
-    storage.check_uri(dataset_uri, "dataset")
-    try:
-        return json.loads(storage.read_text(storage.join(dataset_uri, MANIFEST)))
-    except FileNotFoundError:
-        raise InputDataError(
-            f"{dataset_uri} is not a dataset version (no {MANIFEST}): give a folder written by "
-            "`llmops dataset build` (the summary's dataset_uri)"
-        ) from None
-
-
 def _cache_uri(root: str, gen_hash: str, chunk_id: str) -> str:
     return storage.join(root, "items", gen_hash, f"{chunk_id}.jsonl")
 

@@ -96,22 +96,6 @@ def dataset_files(uri: str) -> list[str]:
     return files
 
 
-def dataset_version(uri: str) -> dict[str, Any] | None:
-    """Lineage of a dataset version folder (`llmops dataset build`'s dataset_uri): its dataset hash, snapshot
-    id, generator, generator version and config hash, parent and steering; None for a plain file or folder."""
-    if uri.endswith(SUFFIXES):
-        return None
-    try:
-        manifest = json.loads(storage.read_text(storage.join(uri, DATASET_MANIFEST)))
-    except FileNotFoundError:
-        return None
-    except json.JSONDecodeError as exc:
-        raise InputDataError(f"{storage.join(uri, DATASET_MANIFEST)} is not valid JSON ({exc.msg})") from None
-    keys = ("dataset_hash", "snapshot_id", "generator", "generator_version", "generator_config_hash",
-            "parent_dataset_hash", "steered_by")
-    return {k: manifest.get(k) for k in keys}
-
-
 def read_dataset(uri: str) -> Dataset:
     """Every raw row of the dataset, and the sha256 of its bytes (files concatenated in order)."""
     digest = hashlib.sha256()

@@ -15,7 +15,8 @@ from llmops.dataset.generators import Generated, normalise
 from llmops.dev.sample_data import corpus_documents
 from llmops.exceptions import InputDataError
 from llmops.rag.snapshot import read_snapshot
-from llmops.training.data import dataset_files, dataset_version, read_dataset
+from llmops.training.data import dataset_files, read_dataset
+from llmops.training.inputs import dataset_version
 from tests.llmops.dataset.conftest import write_corpus, write_processed
 
 
