@@ -125,6 +125,17 @@ def smoke(
     return summary
 
 
+def _identity(model_uri: str, served: ServedModel) -> dict[str, Any]:
+    """The head of a smoke summary, whatever the engine: the version asked for and what it resolved to."""
+    return {
+        "model_uri": model_uri,
+        "name": served.name,
+        "version": served.version,
+        "run_id": served.run_id,
+        "adapter": served.is_adapter,
+    }
+
+
 def smoke_vllm(
     model_uri: str,
     prompt: str | None,
@@ -161,11 +172,7 @@ def smoke_vllm(
             path_map.setdefault(cfg.source.mount_path, str(storage.local_path(cfg.source.mirrors)))
         summary = serve_and_check(files, path_map, prompt, max_new_tokens, expect)
     return {
-        "model_uri": model_uri,
-        "name": served.name,
-        "version": served.version,
-        "run_id": served.run_id,
-        "adapter": served.is_adapter,
+        **_identity(model_uri, served),
         "generate_s": summary["latency_s"],
         **summary,
     }
@@ -195,11 +202,7 @@ def smoke_transformers(model_uri: str, prompt: str | None = None, max_new_tokens
     if n == 0:
         raise ModelLoadError(f"{model_uri} loaded but generated no token for the prompt {prompt!r}")
     return {
-        "model_uri": model_uri,
-        "name": served.name,
-        "version": served.version,
-        "run_id": served.run_id,
-        "adapter": served.is_adapter,
+        **_identity(model_uri, served),
         "lora_modules": info.get("lora_modules", 0),
         "parameters": info["parameters"],
         "prompt": prompt,
