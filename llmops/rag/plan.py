@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Any
 
 from llmops import storage
 from llmops.rag.extract import SUPPORTED_EXTENSIONS, document_format
@@ -78,6 +79,11 @@ class Plan:
         return bool(self.to_read or self.deleted)
 
 
+def _refused(f: FileInfo, kind: str, reason: str) -> dict[str, Any]:
+    """The quarantine entry of a listed file refused before reading (its type or its size)."""
+    return {"reason": reason, "kind": kind, "version": f.version, "size": f.size}
+
+
 def make_plan(
     files: list[FileInfo],
     previous: dict | None,
@@ -91,20 +97,14 @@ def make_plan(
     for f in files:
         if document_format(f.uri) is None:
             suffix = PurePosixPath(f.uri).suffix or "(no extension)"
-            plan.quarantined[f.uri] = {
-                "reason": f"unsupported file type {suffix}: supported are {' '.join(sorted(SUPPORTED_EXTENSIONS))}",
-                "kind": "type",
-                "version": f.version,
-                "size": f.size,
-            }
+            plan.quarantined[f.uri] = _refused(
+                f, "type", f"unsupported file type {suffix}: supported are {' '.join(sorted(SUPPORTED_EXTENSIONS))}"
+            )
             continue
         if f.size > max_bytes:
-            plan.quarantined[f.uri] = {
-                "reason": f"oversized: {f.size / 1048576:.1f} MB is more than max_document_mb = {max_document_mb:g}",
-                "kind": "size",
-                "version": f.version,
-                "size": f.size,
-            }
+            plan.quarantined[f.uri] = _refused(
+                f, "size", f"oversized: {f.size / 1048576:.1f} MB is more than max_document_mb = {max_document_mb:g}"
+            )
             continue
         old = old_docs.get(f.uri)
         if old is not None and old.get("version") == f.version:
