@@ -172,6 +172,31 @@ class MetricDecision:
     floor_ok: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of_rule(
+        cls, rule: MetricRule, *, n: int, candidate: float | None, confidence: float, higher_is_better: bool,
+        **rest: Any,
+    ) -> MetricDecision:
+        """The decision on `rule` before any comparison with the champion (champion, difference and interval
+        unset); `rest` sets the other fields."""
+        return cls(
+            task=rule.task,
+            metric=rule.metric,
+            n=n,
+            slice=rule.slice,
+            must_improve=rule.must_improve,
+            candidate=candidate,
+            champion=None,
+            difference=None,
+            ci_low=None,
+            ci_high=None,
+            confidence=confidence,
+            floor=rule.floor,
+            max_regression=rule.max_regression,
+            higher_is_better=higher_is_better,
+            **rest,
+        )
+
     @property
     def label(self) -> str:
         return f"{self.task}[{self.slice}]/{self.metric}" if self.slice else f"{self.task}/{self.metric}"
@@ -349,23 +374,8 @@ def decide(candidate: Evaluation, champion: Evaluation | None, policy: GatePolic
             continue
         value = _candidate_value(rule, candidate)
         floor_ok = _floor_ok(value, rule, hib)
-        d = MetricDecision(
-            task=rule.task,
-            metric=rule.metric,
-            n=n,
-            slice=rule.slice,
-            must_improve=rule.must_improve,
-            candidate=value,
-            champion=None,
-            difference=None,
-            ci_low=None,
-            ci_high=None,
-            confidence=conf,
-            floor=rule.floor,
-            max_regression=rule.max_regression,
-            higher_is_better=hib,
-            floor_ok=floor_ok,
-        )
+        d = MetricDecision.of_rule(rule, n=n, candidate=value, confidence=conf, higher_is_better=hib,
+                                   floor_ok=floor_ok)
         if champion is not None:
             a, b, ids = _paired(candidate, champion, rule)
             sign = 1.0 if hib else -1.0
@@ -444,20 +454,11 @@ def decide(candidate: Evaluation, champion: Evaluation | None, policy: GatePolic
 
 
 def _empty_slice(rule: MetricRule, confidence: float, higher_is_better: bool) -> MetricDecision:
-    return MetricDecision(
-        task=rule.task,
-        metric=rule.metric,
+    return MetricDecision.of_rule(
+        rule,
         n=0,
-        slice=rule.slice,
-        must_improve=rule.must_improve,
         candidate=None,
-        champion=None,
-        difference=None,
-        ci_low=None,
-        ci_high=None,
         confidence=confidence,
-        floor=rule.floor,
-        max_regression=rule.max_regression,
         higher_is_better=higher_is_better,
         verdict="no samples",
         reason=f"the {rule.slice} slice has no samples in this dataset",
