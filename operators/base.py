@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Container, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmops.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
+    from pydantic import BaseModel
+
+M = TypeVar("M", bound="BaseModel")
 
 SUMMARY_IN_POD = "/airflow/xcom/return.json"
 """Where a step pod writes its summary: the KubernetesPodOperator XCom sidecar reads this file."""
@@ -52,6 +55,17 @@ def normalize_exit_codes(codes: int | Container[int] | None) -> tuple[int, ...]:
     if isinstance(codes, int):
         return (codes,)
     return tuple(codes)  # type: ignore[arg-type]
+
+
+def upstream_summary(model: type[M], value: Any, what: str) -> M:
+    """`value`, an upstream step's summary pulled from XCom, read as its contract `model`; a ValueError
+    naming `what` and the value when it is missing or malformed."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise ValueError(f"the {what} summary is missing or malformed: {value!r} ({exc})") from None
 
 
 def attach_summary_to_outlets(operator: Any, context: Any, summary: Any) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from llmops_operators.assets import CORPUS, RETRAIN
+from llmops_operators.base import upstream_summary
 
 DRIFT_KEYS = ("report_uri", "report_json_uri", "p_value", "p_value_mmd", "p_value_classifier", "alpha", "created_at")
 """Fields of a drift event passed on to the dataset event (the fine-tune DAG's trigger ledger records them)."""
@@ -80,14 +81,9 @@ class DatasetEventOperator(BaseOperator):
         self.inputs = inputs
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from pydantic import ValidationError
-
         from llmops.contracts import DatasetBuildSummary, DatasetInputs
 
-        try:
-            summary = DatasetBuildSummary.model_validate(self.summary)
-        except ValidationError as exc:
-            raise ValueError(f"the dataset build summary is missing or malformed: {self.summary!r} ({exc})") from None
+        summary = upstream_summary(DatasetBuildSummary, self.summary, "dataset build")
         inputs = DatasetInputs.model_validate(self.inputs) if self.inputs else None
         extra = {
             **{k: v for k, v in summary.to_json().items() if isinstance(v, str | int | float | bool) or v is None},

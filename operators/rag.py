@@ -17,7 +17,7 @@ from airflow.sdk import BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 from llmops.settings import Settings
-from llmops_operators.base import airflow_settings
+from llmops_operators.base import airflow_settings, upstream_summary
 from llmops_operators.s3 import uses_aws_connection
 
 CORPUS_EVENT_KEYS = ("snapshot_id", "output_uri", "chunks_total", "chunks_written", "documents_indexed", "embedding_model")
@@ -132,14 +132,9 @@ class CorpusEventOperator(BaseOperator):
         self.summary = summary
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from pydantic import ValidationError
-
         from llmops.contracts import PreprocessSummary
 
-        try:
-            summary = PreprocessSummary.model_validate(self.summary)
-        except ValidationError as exc:
-            raise ValueError(f"the preprocessing summary is missing or malformed: {self.summary!r} ({exc})") from None
+        summary = upstream_summary(PreprocessSummary, self.summary, "preprocessing")
         if not summary.snapshot_changed:
             raise AirflowSkipException(f"snapshot {summary.snapshot_id} is unchanged: no corpus event")
         # The summary's own names: consumers read the event with the same keys as the XCom.
