@@ -223,6 +223,18 @@ class _Items:
     moved: int
 
 
+@dataclass(frozen=True)
+class _Version:
+    """The version being built: its rows by split, their content hash, its folder and counts."""
+
+    dataset_hash: str
+    uri: str
+    train_rows: list[dict[str, Any]]
+    eval_rows: list[dict[str, Any]]
+    counts: dict[str, int]
+    parent_hash: str | None
+
+
 def build_dataset(
     corpus_uri: str,
     root: str,
@@ -248,72 +260,27 @@ def build_dataset(
     gen = _generate(build, snap)
     chosen = _choose_items(build, snap, gen)
     latest, parent = _latest_and_parent(build, snap)
-    rows = _rows(build, snap, chosen, set((parent or {}).get("documents", {})))
-    train_rows = [r for r in rows if r["split"] == "train"]
-    eval_rows = [r for r in rows if r["split"] == "eval"]
-    if not train_rows:
-        raise InputDataError(
-            f"corpus {corpus_uri} gave no training rows ({len(snap.chunks)} chunks, {len(chosen.quarantined)} "
-            "items quarantined): check the snapshot has text, or the generator's quarantine reasons"
-        )
-    dataset_hash = hashlib.sha256(
-        json.dumps(rows, sort_keys=True, ensure_ascii=False).encode()
-    ).hexdigest()[:16]
-    uri = version_uri(root, dataset_hash)
-    parent_hash = (parent or {}).get("dataset_hash")
-    counts = _counts(train_rows, eval_rows, chosen)
-    written = read_version_manifest(root, dataset_hash) is None
-    if written:
-        _write_version(build, uri, train_rows, eval_rows, {
-            "dataset_hash": dataset_hash,
-            "dataset_uri": uri,
-            "snapshot_id": snap.manifest["snapshot_id"],
-            "generator": generator.name,
-            "generator_version": generator.version,
-            "generator_config": generator.config(),
-            "generator_config_hash": build.gen_hash,
-            "parent_dataset_hash": parent_hash,
-            "documents": snap.documents,
-            "chunk_ids": sorted(snap.chunks),
-            "chunks_pending": len(gen.pending),
-            "counts": counts,
-            "eval_fraction": eval_fraction,
-            "steered_by": steer.drift_event if steer else None,
-            "created_from": corpus_uri,
-            "quarantined": chosen.quarantined,
-        })
-    if latest is None or latest["dataset_hash"] != dataset_hash:
-        if before_write:
-            before_write()
-        storage.write_text(storage.join(root, LATEST),
-                           json.dumps({"dataset_hash": dataset_hash, "dataset_uri": uri}, sort_keys=True) + "\n")
-    prev_chunks = set((latest or {}).get("chunk_ids", []))
-    chunks = set(snap.chunks)
+    version = _version(build, snap, chosen, parent)
+    written = _commit(build, snap, gen, chosen, version, latest)
     summary = DatasetBuildSummary(**{
-        "dataset_uri": uri,
+        "dataset_uri": version.uri,
         "dataset_root": root,
-        "dataset_hash": dataset_hash,
+        "dataset_hash": version.dataset_hash,
         "written": written,
         "snapshot_id": snap.manifest["snapshot_id"],
         "generator": generator.name,
         "generator_version": generator.version,
         "generator_config_hash": build.gen_hash,
-        **counts,
-        "items_generated": sum(len(out.items) for out in gen.results.values()),
-        "items_reused": chosen.reused,
-        "teacher_calls": sum(out.calls for out in gen.results.values()),
-        "chunks_total": len(chunks),
-        "chunks_generated": len(gen.results),
-        "chunks_new": len(chunks - prev_chunks) if latest is not None else len(chunks),
-        "chunks_deleted": len(prev_chunks - chunks),
-        "chunks_pending": len(gen.pending),
-        "parent_dataset_hash": parent_hash,
+        **version.counts,
+        **_chunk_counts(snap, gen, chosen, latest),
+        "parent_dataset_hash": version.parent_hash,
         "steered_by": steer.drift_event if steer else None,
         "generation_seconds": round(gen.seconds, 3),
         "seconds": round(time.monotonic() - started, 3),
     }).to_json()
+    counts = version.counts
     log.info("dataset %s: %d train rows, %d eval rows (%d new, %d retained); %d chunks generated, %d pending",
-             dataset_hash, counts["rows_train"], counts["rows_eval"], counts["rows_eval_new"],
+             version.dataset_hash, counts["rows_train"], counts["rows_eval"], counts["rows_eval_new"],
              counts["rows_eval_retained"], len(gen.results), len(gen.pending))
     return summary
 
@@ -534,14 +501,76 @@ def _counts(train_rows: list[dict], eval_rows: list[dict], chosen: _Items) -> di
     }
 
 
-def _write_version(build: _Build, uri: str, train_rows: list[dict], eval_rows: list[dict],
-                   manifest: dict[str, Any]) -> None:
-    """The version's splits, then its manifest (after `before_write`)."""
-    if build.before_write:
-        build.before_write()
-    _write_split(storage.join(uri, "train", "part-00000.parquet"), train_rows)
-    _write_split(storage.join(uri, "eval", "part-00000.parquet"), eval_rows)
-    storage.write_text(storage.join(uri, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+def _version(build: _Build, snap: _Snapshot, chosen: _Items, parent: dict | None) -> _Version:
+    """The rows of the version, split; its hash is a content hash of the rows. No training row fails."""
+    rows = _rows(build, snap, chosen, set((parent or {}).get("documents", {})))
+    train_rows = [r for r in rows if r["split"] == "train"]
+    eval_rows = [r for r in rows if r["split"] == "eval"]
+    if not train_rows:
+        raise InputDataError(
+            f"corpus {build.corpus_uri} gave no training rows ({len(snap.chunks)} chunks, "
+            f"{len(chosen.quarantined)} items quarantined): check the snapshot has text, or the generator's "
+            "quarantine reasons"
+        )
+    dataset_hash = hashlib.sha256(
+        json.dumps(rows, sort_keys=True, ensure_ascii=False).encode()
+    ).hexdigest()[:16]
+    return _Version(dataset_hash, version_uri(build.root, dataset_hash), train_rows, eval_rows,
+                    _counts(train_rows, eval_rows, chosen), (parent or {}).get("dataset_hash"))
+
+
+def _commit(build: _Build, snap: _Snapshot, gen: _Generated, chosen: _Items, version: _Version,
+            latest: dict | None) -> bool:
+    """Write the version (its splits, then its manifest) unless it exists, then point `latest.json` at it
+    (the commit point); `before_write` runs before each. Returns whether the version was written."""
+    generator, steer = build.generator, build.steer
+    written = read_version_manifest(build.root, version.dataset_hash) is None
+    if written:
+        manifest = {
+            "dataset_hash": version.dataset_hash,
+            "dataset_uri": version.uri,
+            "snapshot_id": snap.manifest["snapshot_id"],
+            "generator": generator.name,
+            "generator_version": generator.version,
+            "generator_config": generator.config(),
+            "generator_config_hash": build.gen_hash,
+            "parent_dataset_hash": version.parent_hash,
+            "documents": snap.documents,
+            "chunk_ids": sorted(snap.chunks),
+            "chunks_pending": len(gen.pending),
+            "counts": version.counts,
+            "eval_fraction": build.eval_fraction,
+            "steered_by": steer.drift_event if steer else None,
+            "created_from": build.corpus_uri,
+            "quarantined": chosen.quarantined,
+        }
+        if build.before_write:
+            build.before_write()
+        _write_split(storage.join(version.uri, "train", "part-00000.parquet"), version.train_rows)
+        _write_split(storage.join(version.uri, "eval", "part-00000.parquet"), version.eval_rows)
+        storage.write_text(storage.join(version.uri, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    if latest is None or latest["dataset_hash"] != version.dataset_hash:
+        if build.before_write:
+            build.before_write()
+        pointer = {"dataset_hash": version.dataset_hash, "dataset_uri": version.uri}
+        storage.write_text(storage.join(build.root, LATEST), json.dumps(pointer, sort_keys=True) + "\n")
+    return written
+
+
+def _chunk_counts(snap: _Snapshot, gen: _Generated, chosen: _Items, latest: dict | None) -> dict[str, int]:
+    """What the build generated and reused, and how the snapshot's chunks differ from the latest version's."""
+    chunks = set(snap.chunks)
+    prev_chunks = set((latest or {}).get("chunk_ids", []))
+    return {
+        "items_generated": sum(len(out.items) for out in gen.results.values()),
+        "items_reused": chosen.reused,
+        "teacher_calls": sum(out.calls for out in gen.results.values()),
+        "chunks_total": len(chunks),
+        "chunks_generated": len(gen.results),
+        "chunks_new": len(chunks - prev_chunks) if latest is not None else len(chunks),
+        "chunks_deleted": len(prev_chunks - chunks),
+        "chunks_pending": len(gen.pending),
+    }
 
 
 def _write_split(uri: str, rows: list[dict]) -> None:
