@@ -82,6 +82,8 @@ browser:
 # (install.done, or install.failed: the demo then fails naming the log) before the first fine-tune run,
 # whose smoke test serves the promoted version with vLLM. The recipe waits for the background job on exit.
 VLLM_INSTALL_LOG := $(VLLM_VENV)/install.log
+# A recipe line that names $(MAKE) runs even under `make -n`: then the demo itself is only echoed.
+DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
 
 demo:
 	@mkdir -p $(VLLM_VENV) && rm -f $(VLLM_VENV)/install.done $(VLLM_VENV)/install.failed
@@ -89,7 +91,7 @@ demo:
 	@( $(MAKE) --no-print-directory vllm >$(VLLM_INSTALL_LOG) 2>&1 && touch $(VLLM_VENV)/install.done \
 	  || echo "make vllm exited with $$?" >$(VLLM_VENV)/install.failed ) & vllm=$$!; \
 	$(MAKE) --no-print-directory install \
-	  && LLMOPS_DEMO_VLLM_INSTALL_LOG="$(abspath $(VLLM_INSTALL_LOG))" $(BIN)/python -m llmops.dev.demo; \
+	  && $(if $(DRY_RUN),echo) LLMOPS_DEMO_VLLM_INSTALL_LOG="$(abspath $(VLLM_INSTALL_LOG))" $(BIN)/python -m llmops.dev.demo; \
 	rc=$$?; wait $$vllm; exit $$rc
 
 # The serving environment too: the slow vLLM test serves a trained adapter with the pinned vLLM (it skips,
