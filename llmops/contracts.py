@@ -561,20 +561,6 @@ class DriftSummary(Summary):
     """Why there is no verdict or no drift despite a low p-value."""
 
 
-STEP_SUMMARIES: dict[str, type[Summary]] = {
-    "preprocess": PreprocessSummary,
-    "dataset build": DatasetBuildSummary,
-    "train": TrainSummary,
-    "evaluate": EvaluateSummary,
-    "gate": GateSummary,
-    "register": RegisterSummary,
-    "promote": PromoteSummary,
-    "render": RenderSummary,
-    "deploy": DeploySummary,
-    "drift": DriftSummary,
-}
-"""The `llmops` step commands whose `--summary-json` is an XCom, by command."""
-
 TASK_SUMMARIES: dict[str, type[Summary]] = {
     "preprocess": PreprocessSummary,
     "dataset_inputs": DatasetInputs,
