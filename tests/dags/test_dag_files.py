@@ -15,14 +15,19 @@ def test_dagbag_has_no_import_errors(dagbag):
 
 
 PARSE_RATIO_ABOVE_GOAL = {
-    # Both run on a cron: Airflow's cron timetable modules (airflow.timetables.*, croniter), which a
-    # trivial DAG with schedule=None never loads, cost ~20 ms of the ~35-50 ms the trivial DAG takes.
-    # Measured 1.45-1.94x after the asset-URI and settings fixes (was 11.5x).
+    # Profiled 2026-11-27 (python -X importtime, cProfile; costs with bytecode cached). Not the cron itself:
+    # the trivial DAG loads the SDK cron timetable and croniter even with schedule=None, and a trivial
+    # DAG on a cron costs 0.94-1.11x the trivial one (`trivial_cron` in the bench). What drift pays:
+    # the Settings model (its pydantic schema is built on the first load, ~6-10 ms, which every project
+    # DAG pays), Airflow validating its 9 Params' JSON schemas because it is scheduled (jsonschema checks
+    # each schema against the 2020-12 metaschema first, ~2-3 ms), and the project's core-timetable
+    # subclass (airflow.timetables.trigger, cron_descriptor, ~2-3 ms). Measured 1.64-1.77x (1.48-1.53x
+    # with bytecode cached, `--bytecode-cache`).
     "llmops_drift.py": 2.5,
-    # The same, plus 12 tasks and 17 typed Params: Airflow validates every Param's JSON schema and
-    # deep-copies the Params into each task at parse time (~27 ms), and the file needs the approval
-    # operator (Airflow's HITL module) and the trigger and training-config modules. Measured 2.8-3.1x
-    # after the fixes (was 12.4x).
+    # The same, plus 17 Params validated and deep-copied into every task at each __init__ level of its
+    # class (30 copies for 13 tasks, ~9 ms), the approval operator (Airflow's HITL operator and trigger
+    # modules, airflow.triggers.base, ~8 ms), the trigger and training-config modules (~4-6 ms).
+    # Measured 2.72-2.78x (2.12-2.31x with bytecode cached).
     "llmops_finetune.py": 3.5,
 }
 """Files allowed above `MAX_RATIO`, with the reason; any other file must parse within it."""
@@ -50,6 +55,19 @@ def test_parse_cost_within_budget_of_a_trivial_dag(path, parse_costs):
         f"a trivial DAG ({trivial * 1000:.0f} ms; allowed {limit}x): find the import with "
         f"`python -X importtime` and move it into the task that needs it"
     )
+
+
+def test_bench_reports_both_baselines_and_the_cached_method(airflow_db):
+    """`--bytecode-cache`: a warm-up round fills the cache, the files load as the dag-processor loads them;
+    both trivial DAGs (schedule=None and a cron) are measured and each file's ratio to each reported."""
+    path = DAGS_DIR / "llmops_dataset.py"
+    result = measure(files=[path], repeats=1, bytecode_cache=True)
+    assert result["bytecode_cache"] is True
+    assert result["trivial"]["parse_s"] > 0 and result["trivial_cron"]["parse_s"] > 0
+    cost = result["files"][path.name]
+    assert cost["ratio"] == pytest.approx(cost["parse_s"] / result["trivial"]["parse_s"])
+    assert cost["ratio_vs_cron"] == pytest.approx(cost["parse_s"] / result["trivial_cron"]["parse_s"])
+    assert cost["heavy_imports"] == []
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
