@@ -24,7 +24,7 @@ settings = airflow_settings()
 
 with DAG(
     dag_id="llmops_data_sensor",
-    schedule=cron_schedule(settings.landing_schedule),
+    schedule=cron_schedule(settings.rag.landing_schedule),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -36,7 +36,7 @@ with DAG(
         task_id="detect_changes",
         landing_uri=settings.landing,
         output_uri=settings.processed,
-        max_document_mb=settings.max_document_mb,
+        max_document_mb=settings.rag.max_document_mb,
         outlets=[LANDING],
     )
     wait >> detect

@@ -56,7 +56,7 @@ with DAG(
             description="Folder or s3:// prefix holding the item cache and the dataset versions.",
         ),
         "generator": Param(
-            settings.dataset_generator,
+            settings.training.dataset_generator,
             type="string",
             enum=["extractive", "teacher"],
             title="Generator",
@@ -64,7 +64,7 @@ with DAG(
             "question/answer pairs from an OpenAI-compatible chat endpoint.",
         ),
         "budget": Param(
-            settings.dataset_budget,
+            settings.training.dataset_budget,
             type="integer",
             minimum=0,
             maximum=NO_LIMIT,
@@ -93,7 +93,7 @@ with DAG(
         ],
         settings=settings,
         # The teacher's API key: from an Airflow connection locally, from a Secret in a pod.
-        connection_env={TEACHER_KEY: settings.teacher_conn_id} if settings.teacher_conn_id else None,
+        connection_env={TEACHER_KEY: settings.training.teacher_conn_id} if settings.training.teacher_conn_id else None,
     )
     publish = DatasetEventOperator(
         task_id="publish_dataset", summary=build.output, inputs=inputs.output, outlets=[DATASET]

@@ -35,7 +35,7 @@ settings = airflow_settings()
 
 with DAG(
     dag_id="llmops_drift",
-    schedule=cron_schedule(settings.drift_schedule),
+    schedule=cron_schedule(settings.drift.drift_schedule),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -90,7 +90,7 @@ with DAG(
             maximum=50000,
         ),
         "min_effect": Param(
-            settings.drift_min_effect,
+            settings.drift.drift_min_effect,
             type="number",
             title="Effect-size floor",
             description="Drift also needs the uncovered share of the traffic to exceed the reference's own "

@@ -67,21 +67,21 @@ already learnt what this run would."""
 
 
 def _param(key: str, title: str) -> Param:
-    return Param(title=title, **param_spec(key, settings.train_defaults))
+    return Param(title=title, **param_spec(key, settings.training.train_defaults))
 
 
 with DAG(
     dag_id="llmops_finetune",
     description="Fine-tune a LoRA adapter, gate it against the champion, register, promote and deploy it",
     doc_md=__doc__,
-    schedule=cron_schedule(settings.retrain_schedule, assets=DATASET),
+    schedule=cron_schedule(settings.training.retrain_schedule, assets=DATASET),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     tags=["llmops", "training", "evaluation", "deployment"],
     params={
         "base_model": Param(
-            settings.base_model_uri,
+            settings.base_model,
             type="string",
             minLength=1,
             title="Base model",
@@ -123,7 +123,7 @@ with DAG(
             description="0: every sample. Fewer samples make a gain harder to prove (the gate then rejects).",
         ),
         "gate_policy": Param(
-            settings.gate_policy,
+            settings.serving.gate_policy,
             type="string",
             minLength=1,
             title="Gate policy",
@@ -131,7 +131,7 @@ with DAG(
             "the largest regression allowed against the champion, and the confidence level.",
         ),
         "deploy_config": Param(
-            settings.deploy_config_file,
+            settings.deploy_config,
             type="string",
             minLength=1,
             title="Deployment config",
@@ -139,7 +139,7 @@ with DAG(
             "examples/gpu/deploy.yaml shows every field.",
         ),
         "deploy_apply": Param(
-            settings.deploy_apply,
+            settings.serving.deploy_apply,
             type="string",
             enum=["auto", "true", "false"],
             title="Apply to the cluster",
@@ -147,7 +147,7 @@ with DAG(
             "false: only move the GitOps pointer (Argo CD or Flux applies); true: always apply.",
         ),
         "approval": Param(
-            settings.approval,
+            settings.serving.approval,
             type="string",
             enum=["none", "required"],
             title="Human approval",

@@ -40,7 +40,7 @@ with DAG(
             description="Folder or s3://bucket/prefix holding the documents (.txt .md .rst .html .pdf), read recursively.",
         ),
         "chunk_size": Param(
-            settings.chunk_size,
+            settings.rag.chunk_size,
             type="integer",
             minimum=16,
             maximum=8192,
@@ -49,7 +49,7 @@ with DAG(
             "max sequence length minus 2 (254 for all-MiniLM-L6-v2).",
         ),
         "chunk_overlap": Param(
-            settings.chunk_overlap,
+            settings.rag.chunk_overlap,
             type="integer",
             minimum=0,
             maximum=4096,
@@ -57,14 +57,14 @@ with DAG(
             description="Tokens repeated at the start of the next chunk of the same section; smaller than the chunk size.",
         ),
         "embedding_model": Param(
-            settings.embedding_model,
+            settings.rag.embedding_model,
             type="string",
             minLength=1,
             title="Embedding model",
             description="Sentence-transformers model: a hub id, a folder in the image, or all-MiniLM-L6-v2 (packaged, offline).",
         ),
         "embedding_backend": Param(
-            settings.embedding_backend,
+            settings.rag.embedding_backend,
             type="string",
             enum=["torch", "onnx", "onnx-int8"],
             title="Embedding backend",

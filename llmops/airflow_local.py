@@ -226,7 +226,9 @@ class LocalAirflow:
 
 def main() -> None:
     """`make airflow`: the local Airflow in the foreground (UI on http://127.0.0.1:8080, Ctrl-C stops)."""
-    port = int(os.environ.get("LLMOPS_AIRFLOW_PORT", "8080"))
+    from llmops.settings import process_settings
+
+    port = process_settings().airflow_port
     env = airflow_env(port=port)
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     print(f"Airflow UI: http://127.0.0.1:{port} (local mode: every user is admin)", flush=True)

@@ -13,7 +13,7 @@ Backends (`embedding_backend`):
   `quantize_dynamic`, per channel); faster on CPUs with AVX-512 VNNI, less exact: `llmops bench rag`
   measures its cosine against torch and says whether it passes the quality guard.
 
-Exports are made offline from the local weights, once, into the model cache (`LLMOPS_MODEL_CACHE`, default
+Exports are made offline from the local weights, once, into the model cache (`LLMOPS_EMBEDDING_CACHE`, default
 `~/.cache/llmops/models`) under the model's content hash and the backend; later loads only read the file.
 The ONNX backends tokenize with the model's fast tokenizer and sort each call's texts by length before
 batching (as sentence-transformers' own `encode` does), then restore the caller's order.
@@ -85,7 +85,9 @@ def resolve_model_path(name: str) -> str:
 
 def torch_threads() -> int:
     """Threads for torch in this process: LLMOPS_TORCH_THREADS, else all cores."""
-    return int(os.environ.get("LLMOPS_TORCH_THREADS", "0")) or (os.cpu_count() or 1)
+    from llmops.settings import process_settings
+
+    return process_settings().torch_threads or (os.cpu_count() or 1)
 
 
 @functools.lru_cache(maxsize=4)
@@ -135,8 +137,10 @@ def model_hash(name: str) -> str:
 
 
 def model_cache_root() -> Path:
-    """Local folder of exported models: LLMOPS_MODEL_CACHE, else ~/.cache/llmops/models."""
-    root = os.environ.get("LLMOPS_MODEL_CACHE") or str(Path.home() / ".cache" / "llmops" / "models")
+    """Local folder of exported models: LLMOPS_EMBEDDING_CACHE, else ~/.cache/llmops/models."""
+    from llmops.settings import process_settings
+
+    root = process_settings().embedding_cache or str(Path.home() / ".cache" / "llmops" / "models")
     return Path(root).expanduser()
 
 

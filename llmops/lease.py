@@ -446,8 +446,8 @@ def lease(folder: str, what: str, settings: Settings | None = None) -> Lease:
         from llmops.settings import load_settings
 
         settings = load_settings()
-    return Lease(folder, what, wait_s=settings.lease_wait_seconds, stale_s=settings.lease_stale_seconds,
-                 heartbeat_s=settings.lease_heartbeat_seconds)
+    return Lease(folder, what, wait_s=settings.storage.lease_wait_seconds, stale_s=settings.storage.lease_stale_seconds,
+                 heartbeat_s=settings.storage.lease_heartbeat_seconds)
 
 
 def _inside(child: str, parent: str) -> bool:

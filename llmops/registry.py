@@ -135,21 +135,21 @@ class ResolvedModel:
 
 
 def mlflow_client(settings: Settings | None = None) -> MlflowClient:
-    """An MLflow client on `settings.mlflow_uri` (tracking and registry on the same server)."""
+    """An MLflow client on `settings.mlflow_tracking` (tracking and registry on the same server)."""
     from mlflow import MlflowClient
 
     s = settings or load_settings()
-    return MlflowClient(tracking_uri=s.mlflow_uri, registry_uri=s.mlflow_uri)
+    return MlflowClient(tracking_uri=s.mlflow_tracking, registry_uri=s.mlflow_tracking)
 
 
 @contextlib.contextmanager
 def tracking(settings: Settings):
-    """Point MLflow's fluent API (`mlflow.start_run`, `log_model`) at `settings.mlflow_uri` for a block,
+    """Point MLflow's fluent API (`mlflow.start_run`, `log_model`) at `settings.mlflow_tracking` for a block,
     then restore the previous URI: library callers keep their own MLflow configuration."""
     import mlflow
 
     previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_tracking_uri(settings.mlflow_tracking)
     try:
         yield
     finally:
@@ -169,7 +169,7 @@ def experiment_id(client: Any, settings: Settings) -> str:
     same place whichever step creates the experiment first."""
     from mlflow.exceptions import MlflowException
 
-    name = settings.mlflow_experiment
+    name = settings.mlflow.mlflow_experiment
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
@@ -391,7 +391,7 @@ def current_champion(
 ) -> ResolvedModel | None:
     """The version under the `champion` alias, or None when no version holds it yet."""
     s = settings or load_settings()
-    name = name or s.registered_model_name
+    name = name or s.mlflow.registered_model_name
     try:
         return resolve(f"models:/{name}@{CHAMPION}", settings=s, download=download)
     except ModelNotFound:
@@ -598,7 +598,7 @@ def register(
     summary: `registered_model_name`, `version`, `model_uri`, `created`, `mlflow_run_id`, ...
     """
     s = settings or load_settings()
-    name = name or s.registered_model_name
+    name = name or s.mlflow.registered_model_name
     lineage = lineage or Lineage()
     adapter, gate_report = absolute(adapter), absolute(gate_report)
     lineage.training_config = absolute(lineage.training_config)
@@ -664,7 +664,7 @@ def _training_run(client: MlflowClient, training_run_id: str, settings: Settings
         return client.get_run(training_run_id)
     except MlflowException as exc:
         raise RegistryError(
-            f"training run {training_run_id!r} not found on {settings.mlflow_uri} ({exc.message}): "
+            f"training run {training_run_id!r} not found on {settings.mlflow_tracking} ({exc.message}): "
             "pass the mlflow_run_id of the train step's summary"
         ) from None
 
@@ -768,7 +768,7 @@ def promote(*, version: str, gate_report: str | None, name: str | None = None, s
     from llmops.exceptions import GateRejected
 
     s = settings or load_settings()
-    name = name or s.registered_model_name
+    name = name or s.mlflow.registered_model_name
     gate_report = absolute(gate_report)
     if gate_report:
         from llmops.evaluation.gate import read_report

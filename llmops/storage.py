@@ -105,7 +105,9 @@ def client_config():
 
 def endpoint_url() -> str | None:
     """The S3 endpoint of the environment chain: `LLMOPS_S3_ENDPOINT_URL`, else `AWS_ENDPOINT_URL`."""
-    return os.environ.get("LLMOPS_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
+    from llmops.settings import env_value
+
+    return env_value("s3_endpoint_url") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
 @functools.lru_cache(maxsize=4)

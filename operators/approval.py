@@ -45,7 +45,7 @@ class PromotionApprovalOperator(ApprovalOperator):
     ) -> None:
         s = settings or airflow_settings()
         kwargs.setdefault("subject", "Promote {{ ti.xcom_pull(task_ids='register')['model_uri'] }} to champion?")
-        kwargs.setdefault("response_timeout", timedelta(hours=s.approval_timeout_hours))
+        kwargs.setdefault("response_timeout", timedelta(hours=s.serving.approval_timeout_hours))
         # The DAG's params arrive here too (default_args); the provider keeps only task-level ones for the form.
         # Kept as Params (with their source), so the provider's form filter drops the DAG-level ones.
         inherited = kwargs.pop("params", None)
@@ -60,7 +60,7 @@ class PromotionApprovalOperator(ApprovalOperator):
         self.gate_report = gate_report
         self.version = version
         self.approval = approval
-        self.model_name = model_name or s.registered_model_name
+        self.model_name = model_name or s.mlflow.registered_model_name
 
     def execute(self, context):
         if str(self.approval).strip() == "none":

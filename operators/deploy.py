@@ -79,7 +79,7 @@ class DeployManifestsOperator(BaseOperator):
 
         from llmops.deploy.apply import DynamicKubeApi
 
-        hook = KubernetesHook(conn_id=self.kubernetes_conn_id or settings.kubernetes_conn_id)
+        hook = KubernetesHook(conn_id=self.kubernetes_conn_id or settings.kubernetes.kubernetes_conn_id)
         return DynamicKubeApi(hook.api_client, field_manager=FIELD_MANAGER)
 
     @uses_aws_connection

@@ -74,7 +74,7 @@ def gate_tasks(
         `promote >> <deployment>` in the DAG.
     """
     settings = settings or airflow_settings()
-    name = model_name or settings.registered_model_name
+    name = model_name or settings.mlflow.registered_model_name
     candidate_dir = join_uri(eval_root, "candidate")
     champion_dir = join_uri(eval_root, "champion")
     report = join_uri(eval_root, "gate.json")

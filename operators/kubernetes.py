@@ -51,19 +51,19 @@ def step_volumes(settings: Settings, gpus: int) -> tuple[list[k8s.V1Volume], lis
         )
     ]
     mounts = [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
-    if settings.checkpoint_pvc:
+    if settings.kubernetes.checkpoint_pvc:
         volumes.append(
             k8s.V1Volume(
                 name="checkpoints",
-                persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=settings.checkpoint_pvc),
+                persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=settings.kubernetes.checkpoint_pvc),
             )
         )
         mounts.append(k8s.V1VolumeMount(name="checkpoints", mount_path=CHECKPOINT_MOUNT))
-    if settings.model_cache_pvc:
+    if settings.kubernetes.model_cache_pvc:
         volumes.append(
             k8s.V1Volume(
                 name="model-cache",
-                persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=settings.model_cache_pvc),
+                persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=settings.kubernetes.model_cache_pvc),
             )
         )
         mounts.append(k8s.V1VolumeMount(name="model-cache", mount_path=MODEL_CACHE_MOUNT))
@@ -71,11 +71,11 @@ def step_volumes(settings: Settings, gpus: int) -> tuple[list[k8s.V1Volume], lis
 
 
 def step_resources(settings: Settings, gpus: int) -> k8s.V1ResourceRequirements:
-    requests = {"cpu": settings.step_cpu, "memory": settings.step_memory}
-    limits = {"memory": settings.step_memory}
+    requests = {"cpu": settings.kubernetes.step_cpu, "memory": settings.kubernetes.step_memory}
+    limits = {"memory": settings.kubernetes.step_memory}
     if gpus:
-        requests[settings.gpu_resource_name] = str(gpus)
-        limits[settings.gpu_resource_name] = str(gpus)
+        requests[settings.kubernetes.gpu_resource_name] = str(gpus)
+        limits[settings.kubernetes.gpu_resource_name] = str(gpus)
     return k8s.V1ResourceRequirements(requests=requests, limits=limits)
 
 
@@ -117,7 +117,7 @@ class KubernetesStepOperator(KubernetesPodOperator):
         words = step_words(step)
         cmd = step_command(words, arguments, SUMMARY_IN_POD if summary else None)
         env_vars = {**settings.to_env(), **kwargs.pop("env_vars", {})}
-        if settings.model_cache_pvc:
+        if settings.kubernetes.model_cache_pvc:
             # Hub downloads land on the model cache volume, shared by every training and evaluation pod.
             env_vars.setdefault("HF_HOME", f"{MODEL_CACHE_MOUNT}/huggingface")
         # What depends on the GPU count is set in build_pod_request_obj unless the caller fixed it here.
@@ -128,18 +128,18 @@ class KubernetesStepOperator(KubernetesPodOperator):
         volumes, mounts = step_volumes(settings, 0)
         defaults: dict[str, Any] = {
             "name": f"llmops-{words[0]}",
-            "namespace": settings.namespace,
-            "image": settings.image,
-            "image_pull_policy": settings.image_pull_policy,
-            "service_account_name": settings.service_account,
-            "kubernetes_conn_id": settings.kubernetes_conn_id,
+            "namespace": settings.kubernetes.namespace,
+            "image": settings.kubernetes.image,
+            "image_pull_policy": settings.kubernetes.image_pull_policy,
+            "service_account_name": settings.kubernetes.service_account,
+            "kubernetes_conn_id": settings.kubernetes.kubernetes_conn_id,
             "labels": {"app.kubernetes.io/part-of": "airflow-llmops", "llmops.dev/step": words[0]},
             "container_resources": step_resources(settings, 0),
             "volumes": volumes,
             "volume_mounts": mounts,
             "secrets": step_secrets(settings),
-            "startup_timeout_seconds": settings.startup_timeout_s,
-            "schedule_timeout_seconds": settings.startup_timeout_s,
+            "startup_timeout_seconds": settings.kubernetes.startup_timeout_s,
+            "schedule_timeout_seconds": settings.kubernetes.startup_timeout_s,
             "termination_grace_period": TERMINATION_GRACE_S,
             "durable": True,
             "deferrable": True,
@@ -172,14 +172,14 @@ class KubernetesStepOperator(KubernetesPodOperator):
         if "volumes" in self._gpu_managed:
             self.volumes, _ = step_volumes(s, gpus)
         if "tolerations" in self._gpu_managed:
-            self.tolerations = [k8s.V1Toleration(**_snake(t)) for t in s.tolerations] if gpus else []
+            self.tolerations = [k8s.V1Toleration(**_snake(t)) for t in s.kubernetes.tolerations] if gpus else []
         if "node_selector" in self._gpu_managed:
-            self.node_selector = dict(s.node_selector) if gpus else {}
+            self.node_selector = dict(s.kubernetes.node_selector) if gpus else {}
         if "priority_class_name" in self._gpu_managed:
-            self.priority_class_name = s.priority_class if gpus else None
+            self.priority_class_name = s.kubernetes.priority_class if gpus else None
         labels = dict(self.labels or {})
-        if gpus and s.kueue_queue:
-            labels["kueue.x-k8s.io/queue-name"] = s.kueue_queue
+        if gpus and s.kubernetes.kueue_queue:
+            labels["kueue.x-k8s.io/queue-name"] = s.kubernetes.kueue_queue
         else:
             labels.pop("kueue.x-k8s.io/queue-name", None)
         self.labels = labels

@@ -56,8 +56,8 @@ def landing_sensor(*, task_id: str, settings: Settings | None = None, **kwargs: 
     settings = settings or airflow_settings()
     landing = settings.landing
     defaults: dict[str, Any] = {
-        "poke_interval": settings.landing_poke_interval_s,
-        "timeout": settings.landing_timeout_s,
+        "poke_interval": settings.rag.landing_poke_interval_s,
+        "timeout": settings.rag.landing_timeout_s,
         "soft_fail": True,
     }
     defaults.update(kwargs)
@@ -70,7 +70,7 @@ def landing_sensor(*, task_id: str, settings: Settings | None = None, **kwargs: 
             bucket_key=f"{landing.rstrip('/')}/*",
             wildcard_match=True,
             deferrable=True,
-            aws_conn_id=settings.aws_conn_id,
+            aws_conn_id=settings.storage.aws_conn_id,
             **defaults,
         )
     defaults.setdefault("mode", "reschedule")

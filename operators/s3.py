@@ -61,7 +61,7 @@ def uses_aws_connection(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         settings = (getattr(args[0], "settings", None) if args else None) or airflow_settings()
-        with aws_connection(settings.aws_conn_id):
+        with aws_connection(settings.storage.aws_conn_id):
             return fn(*args, **kwargs)
 
     return wrapper

@@ -56,9 +56,9 @@ class SparkApplicationOperator(SparkKubernetesOperator):
         spec = render_spark_application(settings, words, name=name, validate=False)
         defaults: dict[str, Any] = {
             "name": name,
-            "namespace": settings.namespace,
-            "kubernetes_conn_id": settings.kubernetes_conn_id,
-            "startup_timeout_seconds": settings.startup_timeout_s,
+            "namespace": settings.kubernetes.namespace,
+            "kubernetes_conn_id": settings.kubernetes.kubernetes_conn_id,
+            "startup_timeout_seconds": settings.kubernetes.startup_timeout_s,
             "get_logs": True,
             "log_events_on_failure": True,
             "delete_on_termination": True,
@@ -100,7 +100,7 @@ class SparkApplicationOperator(SparkKubernetesOperator):
         """The summary the job wrote (read with the Airflow S3 connection), also put on the asset events."""
         if not self.summary_uri:
             return None
-        with aws_connection(self.settings.aws_conn_id):
+        with aws_connection(self.settings.storage.aws_conn_id):
             summary = json.loads(storage.read_text(self.summary_uri))
         attach_summary_to_outlets(self, context, summary)
         return summary

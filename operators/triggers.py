@@ -88,7 +88,7 @@ class RetrainTriggerOperator(BaseOperator, SkipMixin):
             drift_events=_events(triggering, RETRAIN),
             dataset_events=_events(triggering, DATASET),
         )
-        cooldown = float(self.cooldown_hours if self.cooldown_hours not in (None, "") else settings.retrain_cooldown_hours)
+        cooldown = float(self.cooldown_hours if self.cooldown_hours not in (None, "") else settings.training.retrain_cooldown_hours)
         ledger = TriggerLedger(ledger_uri(settings))
         params = dict(context.get("params") or {})
         conf = dict(getattr(dag_run, "conf", None) or {})

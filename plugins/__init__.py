@@ -155,7 +155,7 @@ def xcom_value(dag_id: str, run_id: str, task_id: str, key: str = "return_value"
 def mlflow_ui_url() -> str:
     from llmops_operators.base import airflow_settings
 
-    return airflow_settings().mlflow_ui_url
+    return airflow_settings().mlflow.mlflow_ui_url
 
 
 def _step_operators() -> list[type]:

@@ -120,7 +120,7 @@ def _urls(settings):
     from llmops_airflow_plugin import PREFIX, api_base_url, report_url
 
     api = api_base_url()
-    return Urls(airflow=api, mlflow=settings.mlflow_ui_url, report=lambda kind, uri: report_url(uri, kind, api + PREFIX))
+    return Urls(airflow=api, mlflow=settings.mlflow.mlflow_ui_url, report=lambda kind, uri: report_url(uri, kind, api + PREFIX))
 
 
 def _run_summaries(settings, name: str, version: str) -> dict[str, dict[str, Any]]:

@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "exactly; default: the mount maps to the data root)")
         p.add_argument("--manifests", required=command == "serve",
                        help="folder written by `llmops render` (smoke default: render --model-uri with --config)")
-        p.add_argument("--config", help="deploy config to render with (default: the deploy_config_file setting)")
+        p.add_argument("--config", help="deploy config to render with (default: the deploy_config_uri setting, else the example of the mode)")
         p.add_argument("--engine", choices=("auto", "vllm", "transformers"),
                        default="auto" if command == "smoke" else "vllm",
                        help="vllm: the serving environment (`make vllm`); transformers: load with "
@@ -300,8 +300,8 @@ def _serve(args: argparse.Namespace) -> int:
     from llmops.settings import load_settings
 
     settings = load_settings()
-    cfg = load_config(args.config or settings.deploy_config_file, settings)
-    path_map = {cfg.source.mount_path: str(storage_local(settings.data_root))}
+    cfg = load_config(args.config or settings.deploy_config, settings)
+    path_map = {cfg.source.mount_path: str(storage_local(settings.storage.data_root))}
     summary = serve_and_check(read_folder(args.manifests), path_map, args.prompt or default_prompt(),
                               args.max_new_tokens, args.expect)
     return emit_summary(args, summary)
@@ -321,13 +321,13 @@ def _bench_adapter() -> str:
     from llmops.settings import load_settings
 
     settings = load_settings()
-    base = settings.base_model_uri
+    base = settings.base_model
     if storage.is_s3(base) or not storage.local_path(base).is_dir():
         raise ModelLoadError(
             f"no local base model at {base}: build the tiny one with `llmops base-model build --out {base}`, "
             "or pass --model-uri"
         )
-    out = Path(storage.join(settings.data_root, "bench", "deploy-adapter"))
+    out = Path(storage.join(settings.storage.data_root, "bench", "deploy-adapter"))
     from llmops.deploy.smoke import make_lora_adapter
 
     make_lora_adapter(str(storage.local_path(base)), out)

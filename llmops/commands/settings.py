@@ -22,8 +22,8 @@ def _run(args: argparse.Namespace) -> int:
     derived = {
         "landing": s.landing,
         "processed": s.processed,
-        "mlflow_uri": s.mlflow_uri,
-        "base_model_uri": s.base_model_uri,
+        "mlflow_tracking": s.mlflow_tracking,
+        "base_model": s.base_model,
         "manifests": s.manifests,
         "traffic": s.traffic,
         "state": s.state,

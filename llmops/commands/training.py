@@ -80,8 +80,8 @@ def _train(args: argparse.Namespace) -> int:
     from llmops.training.launch import gpus_from_env, torchrun_command, train_arguments
 
     settings = load_settings()
-    config = load_config(args.config, args.overrides, defaults=settings.train_defaults)
-    base_model = config.base_model or settings.base_model_uri
+    config = load_config(args.config, args.overrides, defaults=settings.training.train_defaults)
+    base_model = config.base_model or settings.base_model
     dataset = config.dataset or settings.dataset
     # Cheap checks first: a missing model or dataset fails here, before torchrun, CUDA or any weights.
     inputs = check_inputs(base_model, dataset)
@@ -159,7 +159,7 @@ def _bench_setup(args: argparse.Namespace):
     from llmops.settings import load_settings
 
     settings = load_settings()
-    base_model = args.base_model or settings.base_model_uri
+    base_model = args.base_model or settings.base_model
     dataset = args.dataset or settings.dataset
     if not args.base_model and not storage.is_s3(base_model) and not (Path(base_model) / "config.json").exists():
         from llmops.dev.base_model import build_base_model

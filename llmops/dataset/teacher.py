@@ -115,8 +115,10 @@ class TeacherGenerator:
     def from_env(cls, base_url: str | None = None, model: str | None = None,
                  key_env: str = "LLMOPS_TEACHER_API_KEY", **options: Any) -> TeacherGenerator:
         """Endpoint and model from the arguments or the environment; the key from the variable `key_env`."""
-        base_url = base_url or os.environ.get("LLMOPS_TEACHER_BASE_URL", "")
-        model = model or os.environ.get("LLMOPS_TEACHER_MODEL", "")
+        from llmops.settings import env_value
+
+        base_url = base_url or env_value("teacher_base_url") or ""
+        model = model or env_value("teacher_model") or ""
         key = os.environ.get(key_env) or None
         if key is None:
             log.warning("no API key in $%s: calling %s without authentication", key_env, base_url)

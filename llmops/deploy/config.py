@@ -447,12 +447,12 @@ def _from_settings(values: dict[str, Any], settings: Settings) -> dict[str, Any]
     """Fill the cluster-wide fields a config leaves empty from the settings."""
     out = copy.deepcopy(values)
     top = {
-        "namespace": settings.namespace,
-        "gpu_resource_name": settings.gpu_resource_name,
-        "tolerations": settings.tolerations,
-        "node_selector": settings.node_selector,
-        "priority_class": settings.priority_class,
-        "hf_token_secret": settings.hf_token_secret,
+        "namespace": settings.kubernetes.namespace,
+        "gpu_resource_name": settings.kubernetes.gpu_resource_name,
+        "tolerations": settings.kubernetes.tolerations,
+        "node_selector": settings.kubernetes.node_selector,
+        "priority_class": settings.kubernetes.priority_class,
+        "hf_token_secret": settings.kubernetes.hf_token_secret,
     }
     for key, value in top.items():
         if out.get(key) is None:
@@ -460,10 +460,10 @@ def _from_settings(values: dict[str, Any], settings: Settings) -> dict[str, Any]
     source = out.setdefault("source", {})
     if isinstance(source, dict):
         for key, value in {
-            "claim_name": settings.model_cache_pvc,
-            "credentials_secret": settings.s3_credentials_secret,
-            "endpoint_url": settings.s3_endpoint_url,
-            "mirrors": settings.data_root,
+            "claim_name": settings.kubernetes.model_cache_pvc,
+            "credentials_secret": settings.kubernetes.s3_credentials_secret,
+            "endpoint_url": settings.storage.s3_endpoint_url,
+            "mirrors": settings.storage.data_root,
         }.items():
             if source.get(key) is None:
                 source[key] = value

@@ -100,7 +100,7 @@ def smoke(
     """Serve the version with `engine` (`auto`, `vllm`, `transformers`) and answer `prompt` greedily.
 
     `manifests`: a folder written by `llmops render` (default: render `model_uri` with `config`, the
-    `deploy_config_file` setting when None). `expect`: text the answer must contain."""
+    `settings.deploy_config` when None). `expect`: text the answer must contain."""
     if engine not in ENGINES:
         raise ConfigError(f"--engine {engine!r}: use one of {', '.join(ENGINES)}")
     fallback = None
@@ -154,7 +154,7 @@ def smoke_vllm(
     served = served_model(model_uri)
     prompt = prompt or default_prompt()
     settings = load_settings()
-    cfg = load_config(config or settings.deploy_config_file, settings)
+    cfg = load_config(config or settings.deploy_config, settings)
     with tempfile.TemporaryDirectory(prefix="llmops-smoke-") as tmp:
         if manifests:
             files = read_folder(manifests)

@@ -64,7 +64,9 @@ class ServingError(DeploymentError):
 
 
 def venv_dir() -> Path:
-    return Path(os.environ.get(VENV_ENV) or DEFAULT_VENV)
+    from llmops.settings import process_settings
+
+    return Path(process_settings().vllm_venv or DEFAULT_VENV)
 
 
 def serving_python() -> Path | None:

@@ -25,7 +25,6 @@ never imports it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -75,7 +74,7 @@ def say(text: str = "") -> None:
 class Demo:
     def __init__(self, settings: Settings, port: int) -> None:
         self.settings = settings
-        self.root = Path(settings.data_root)
+        self.root = Path(settings.storage.data_root)
         self.logs = self.root / "demo"
         self.port = port
         self.airflow = LocalAirflow(home=PROJECT_ROOT / ".airflow", port=port, extra_env=DEMO_ENV)
@@ -138,9 +137,9 @@ class Demo:
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
         shutil.rmtree(PROJECT_ROOT / ".airflow", ignore_errors=True)
 
-        base = self.llmops("base-model", "base-model", "build", "--out", self.settings.base_model_uri)
+        base = self.llmops("base-model", "base-model", "build", "--out", self.settings.base_model)
         self.step(f"tiny base model: {base.get('parameters', '?')} parameters, vocabulary {base.get('vocab_size')} "
-                  f"-> {self.settings.base_model_uri}")
+                  f"-> {self.settings.base_model}")
         sample = self.llmops("sample-data", "sample-data", "--out", str(self.root / "sample"), "--release", "1",
                              "--landing", self.settings.landing)
         self.step(f"sample data release 1: {_count(sample, 'documents')} documents landed in {self.settings.landing}")
@@ -199,7 +198,9 @@ class Demo:
     def wait_for_serving(self) -> None:
         """When `make demo` installs the serving environment in the background, wait for that install to end
         (before the first fine-tune run: its smoke test serves with vLLM when the environment exists)."""
-        log = os.environ.get(SERVING_INSTALL_ENV)
+        from llmops.settings import process_settings
+
+        log = process_settings().demo_vllm_install_log
         if not log:
             return
         done, failed = Path(log).with_name("install.done"), Path(log).with_name("install.failed")
@@ -245,7 +246,7 @@ class Demo:
         eval_root = Path(self.settings.runs, "llmops_finetune", run_key(run["dag_run_id"]), "eval")
         base_eval = self.root / "demo" / "base-eval"
         self.step("evaluating the untrained base model on the same held-out items (the figure v1 is measured by)")
-        self.llmops("base-eval", "evaluate", "--model", self.settings.base_model_uri, "--dataset",
+        self.llmops("base-eval", "evaluate", "--model", self.settings.base_model, "--dataset",
                     str(dataset.get("dataset_uri")), "--output", str(base_eval), "--no-mlflow")
         policy = self.root / "demo" / "held-out-policy.yaml"
         policy.write_text(HELD_OUT_POLICY)
@@ -373,11 +374,11 @@ class Demo:
             raise DemoError(f"the cooldown did not hold back the second retrain: {held['task_states']} {decision}")
         self.step(f"second drift retrain held back: {decision.get('reason')}")
         self.row("drift: out-of-domain again", f"{again['summary'].get('status')}: retrain held back by the "
-                 f"cooldown ({self.settings.retrain_cooldown_hours:g} h), recorded in `llmops triggers`")
+                 f"cooldown ({self.settings.training.retrain_cooldown_hours:g} h), recorded in `llmops triggers`")
 
     def report(self) -> None:
         self.row("Airflow UI", f"make airflow -> http://127.0.0.1:{self.port} (runs, logs, links to MLflow)")
-        self.row("MLflow UI", f"make mlflow-ui -> {self.settings.mlflow_ui_url} (runs, drift reports, versions)")
+        self.row("MLflow UI", f"make mlflow-ui -> {self.settings.mlflow.mlflow_ui_url} (runs, drift reports, versions)")
         self.row("wall time", f"{self.elapsed()} (min:s, after install)")
         width = max(len(k) for k, _ in self.rows)
         say()
@@ -436,7 +437,9 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 def _port() -> int:
-    port = int(os.environ.get("LLMOPS_AIRFLOW_PORT", "8080"))
+    from llmops.settings import process_settings
+
+    port = process_settings().airflow_port
     with socket.socket() as s:
         if s.connect_ex(("127.0.0.1", port)) == 0:
             raise DemoError(
@@ -450,9 +453,9 @@ def main() -> int:
     if settings.mode != "local":
         say(f"make demo runs in mode local; the settings say mode = {settings.mode!r} (unset LLMOPS_MODE)")
         return 2
-    if Path(settings.data_root).resolve() != (PROJECT_ROOT / ".llmops").resolve():
+    if Path(settings.storage.data_root).resolve() != (PROJECT_ROOT / ".llmops").resolve():
         say(f"make demo owns the checkout's .llmops/ folder and starts it clean; LLMOPS_DATA_ROOT points elsewhere "
-            f"({settings.data_root}): unset it to run the demo")
+            f"({settings.storage.data_root}): unset it to run the demo")
         return 2
     try:
         demo = Demo(settings, _port())

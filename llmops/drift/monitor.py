@@ -94,11 +94,11 @@ def make_config(**values: Any) -> DriftConfig:
 
 def reports_root(settings: Settings) -> str:
     """Folder holding one sub-folder per drift report."""
-    return settings.drift_reports_uri or storage.join(settings.data_root, "drift", "reports")
+    return settings.drift_reports
 
 
 def reference_default(settings: Settings) -> str:
-    return settings.drift_reference_uri or storage.join(settings.data_root, "sample", "finetune.jsonl")
+    return settings.drift_reference
 
 
 def report_folder_name(at: datetime) -> str:
@@ -164,8 +164,8 @@ def index_default(cfg: DriftConfig, ref, settings: Settings) -> str | None:
 
     if cfg.index_uri:
         return cfg.index_uri
-    if settings.drift_index_uri:
-        return settings.drift_index_uri
+    if settings.drift.drift_index_uri:
+        return settings.drift.drift_index_uri
     if ref.kind == "snapshot":
         return ref.uri
     return settings.processed if inputs.is_preprocessing_output(settings.processed) else None
@@ -247,7 +247,7 @@ def _read_sides(cfg: DriftConfig, settings: Settings) -> _Sides:
     model = cfg.embedding_model or (
         ref.embedding_model if ref.kind == "snapshot" and ref.embedding_model
         else cur.embedding_model if cur.kind == "snapshot" and cur.embedding_model
-        else settings.embedding_model
+        else settings.rag.embedding_model
     )
     return _Sides(created=created, until=until, ref=ref, cur=cur, model=model)
 
@@ -264,7 +264,7 @@ def _measure(cfg: DriftConfig, sides: _Sides, settings: Settings) -> _Measures:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     # The reference rarely changes between hourly checks: cache its embeddings by content hash.
-    ref_emb = inputs.side_embeddings(ref, model, inputs.embedding_cache_root(settings.data_root, model))
+    ref_emb = inputs.side_embeddings(ref, model, inputs.embedding_cache_root(settings.storage.data_root, model))
     cur_emb = inputs.side_embeddings(cur, model)
     timings["embed_s"] = time.perf_counter() - t0
     cov = coverage_test(ref_emb, cur_emb, ref.documents, quantile=cfg.quantile, resamples=cfg.resamples,

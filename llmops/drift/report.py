@@ -331,7 +331,7 @@ def mlflow_client(settings: Settings):
 
     from llmops.registry import experiment_id
 
-    uri = settings.mlflow_uri
+    uri = settings.mlflow_tracking
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri=uri)

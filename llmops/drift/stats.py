@@ -92,9 +92,11 @@ def blas_threads() -> int:
     Half, because the step shares its machine (an Airflow worker, other steps) and OpenBLAS threads
     busy-wait: on a busy 2-core machine, 2 threads made the 2,000 vs 2,000 test 3x slower than 1 thread
     (4.9 s vs 1.6 s), while on an idle one the second thread gains less than 2x."""
-    env = os.environ.get("LLMOPS_BLAS_THREADS")
-    if env:
-        return max(1, int(env))
+    from llmops.settings import process_settings
+
+    threads = process_settings().blas_threads
+    if threads:
+        return threads
     return max(1, available_cores() // 2)
 
 

@@ -33,13 +33,13 @@ def hf_token_refs(secret: str | None) -> list[SecretRef]:
 def secret_refs(settings: Settings, *, mlflow: bool = True) -> list[SecretRef]:
     """Every credential the settings name a Secret for: S3, the hub token, Milvus, the dataset teacher's
     API key and (with `mlflow`, for steps that log to MLflow) the tracking server's."""
-    refs = s3_refs(settings.s3_credentials_secret) + hf_token_refs(settings.hf_token_secret)
-    if settings.milvus_token_secret:
-        refs.append(("MILVUS_TOKEN", settings.milvus_token_secret, "MILVUS_TOKEN"))
-    if settings.teacher_api_key_secret:
-        refs.append((TEACHER_KEY, settings.teacher_api_key_secret, TEACHER_KEY))
-    if mlflow and settings.mlflow_credentials_secret:
-        refs += [(key, settings.mlflow_credentials_secret, key) for key in MLFLOW_KEYS]
+    refs = s3_refs(settings.kubernetes.s3_credentials_secret) + hf_token_refs(settings.kubernetes.hf_token_secret)
+    if settings.kubernetes.milvus_token_secret:
+        refs.append(("MILVUS_TOKEN", settings.kubernetes.milvus_token_secret, "MILVUS_TOKEN"))
+    if settings.training.teacher_api_key_secret:
+        refs.append((TEACHER_KEY, settings.training.teacher_api_key_secret, TEACHER_KEY))
+    if mlflow and settings.kubernetes.mlflow_credentials_secret:
+        refs += [(key, settings.kubernetes.mlflow_credentials_secret, key) for key in MLFLOW_KEYS]
     return refs
 
 

@@ -445,7 +445,7 @@ def schema_sources(settings: Settings | None = None) -> SchemaSources:
         from llmops.settings import load_settings
 
         settings = load_settings()
-    return _sources(settings.mode, settings.crd_dir)
+    return _sources(settings.mode, settings.kubernetes.crd_dir)
 
 
 # --- validation -----------------------------------------------------------------------------------------

@@ -85,13 +85,13 @@ class PreprocessConfig(BaseModel):
         values: dict[str, Any] = {
             "input_uri": settings.landing,
             "output_uri": settings.processed,
-            "chunk_size": settings.chunk_size,
-            "chunk_overlap": settings.chunk_overlap,
-            "embedding_model": settings.embedding_model,
-            "embedding_backend": settings.embedding_backend,
-            "vector_store_uri": settings.vector_store_uri,
-            "collection": settings.vector_collection,
-            "max_document_mb": settings.max_document_mb,
+            "chunk_size": settings.rag.chunk_size,
+            "chunk_overlap": settings.rag.chunk_overlap,
+            "embedding_model": settings.rag.embedding_model,
+            "embedding_backend": settings.rag.embedding_backend,
+            "vector_store_uri": settings.rag.vector_store_uri,
+            "collection": settings.rag.vector_collection,
+            "max_document_mb": settings.rag.max_document_mb,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         for key in ("input_uri", "output_uri"):

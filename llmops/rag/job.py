@@ -87,7 +87,9 @@ def torch_threads_per_task(spark) -> int:
     Oversubscription (every task using every core) is what kills CPU throughput: locally, `local[N]` runs
     N tasks on os.cpu_count() cores; on a cluster each task owns `spark.task.cpus` cores.
     """
-    explicit = int(os.environ.get("LLMOPS_TORCH_THREADS", "0") or 0)
+    from llmops.settings import process_settings
+
+    explicit = process_settings().torch_threads
     if explicit > 0:
         return explicit
     sc = spark.sparkContext

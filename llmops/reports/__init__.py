@@ -50,7 +50,7 @@ def allowed_roots(settings: Settings) -> list[str]:
     from llmops.drift.monitor import reports_root
 
     roots = [
-        settings.data_root, settings.runs, settings.state, settings.manifests, settings.processed,
+        settings.storage.data_root, settings.runs, settings.state, settings.manifests, settings.processed,
         settings.dataset_root, settings.traffic, reports_root(settings), settings.mlflow_artifacts,
     ]
     out: list[str] = []

@@ -95,7 +95,7 @@ def version_lineage(
     try:
         mv = client.get_model_version(name, str(version))
     except MlflowException as exc:
-        raise RegistryError(f"models:/{name}/{version} not found on {settings.mlflow_uri} ({exc.message})") from None
+        raise RegistryError(f"models:/{name}/{version} not found on {settings.mlflow_tracking} ({exc.message})") from None
     tags = dict(mv.tags or {})
     summaries = run_summaries or {}
     dag_id, run_id = tags.get("llmops.airflow.dag_id"), tags.get("llmops.airflow.run_id")

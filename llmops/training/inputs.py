@@ -101,7 +101,7 @@ def run_locations(settings, dag_id: str, run_id: str) -> dict[str, str]:
     Checkpoints go to the PVC when `checkpoint_pvc` is set in mode `kubernetes`, else beside the output.
     """
     output_dir = storage.join(settings.runs, dag_id, run_id, "train")
-    if settings.mode == "kubernetes" and settings.checkpoint_pvc:
+    if settings.mode == "kubernetes" and settings.kubernetes.checkpoint_pvc:
         checkpoint_dir = f"{CHECKPOINT_MOUNT}/{dag_id}/{run_id}"
     else:
         checkpoint_dir = storage.join(output_dir, "checkpoints")
@@ -161,7 +161,7 @@ def resolve_inputs(
     requesting a GPU."""
     from llmops.contracts import ResolvedInputs
 
-    base_model = base_model or settings.base_model_uri
+    base_model = base_model or settings.base_model
     dataset = choose_dataset(settings, dataset, triggered_dataset)
     out = check_inputs(base_model, dataset)
     manifest = latest_corpus_manifest(settings.processed)

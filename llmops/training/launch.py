@@ -12,23 +12,15 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from llmops.exceptions import ConfigError
-
 WORKER_MARKERS = ("TORCHELASTIC_RUN_ID", "LOCAL_RANK")
 """Variables torchrun sets in its workers: their presence means "already distributed"."""
 
 
 def gpus_from_env(environ: Mapping[str, str] | None = None) -> int:
-    raw = (os.environ if environ is None else environ).get("LLMOPS_GPUS", "").strip()
-    if not raw:
-        return 0
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"LLMOPS_GPUS={raw!r} is not a whole number: set it to the GPUs of this pod (0, 1, 2, ...)") from None
-    if value < 0:
-        raise ConfigError(f"LLMOPS_GPUS={value} is negative: set it to 0 or more")
-    return value
+    """GPUs of this pod: `LLMOPS_GPUS`, which the step operator sets; 0 when unset."""
+    from llmops.settings import process_settings
+
+    return process_settings(environ).gpus
 
 
 def torchrun_command(

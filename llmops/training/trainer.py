@@ -377,7 +377,7 @@ class Tracker:
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        uri = self.settings.mlflow_uri
+        uri = self.settings.mlflow_tracking
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(uri)
@@ -505,7 +505,7 @@ class Trainer:
         self.options = options
         self.settings = settings
         self.stop = stop if stop is not None else StopFlag()
-        self.base_model = config.base_model or settings.base_model_uri
+        self.base_model = config.base_model or settings.base_model
         self.dataset_uri = config.dataset or settings.dataset
         self.checkpoint_seconds = 0.0
         self.written: list[str] = []

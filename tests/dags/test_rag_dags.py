@@ -60,9 +60,9 @@ def test_preprocess_form_overrides_settings_for_one_run(dagbag):
     from llmops.settings import load_settings
 
     s = load_settings()
-    assert params["input_uri"].value == s.landing and params["chunk_size"].value == s.chunk_size
+    assert params["input_uri"].value == s.landing and params["chunk_size"].value == s.rag.chunk_size
     task = dag.get_task("preprocess")
     assert "{{ params.chunk_size }}" in task.arguments and "{{ params.input_uri }}" in task.arguments
-    assert params["embedding_backend"].value == s.embedding_backend
+    assert params["embedding_backend"].value == s.rag.embedding_backend
     assert "{{ params.embedding_backend }}" in task.arguments
     assert dag.get_task("publish_corpus").outlets[0].name == "llmops_corpus"

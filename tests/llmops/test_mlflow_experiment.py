@@ -20,7 +20,7 @@ def test_experiment_artifact_root_does_not_depend_on_the_first_step(tmp_path, fi
     settings = load_settings(
         environ={},
         mlflow_tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
-        mlflow_artifact_root=str(tmp_path / "artifacts"),
+        mlflow_artifacts_uri=str(tmp_path / "artifacts"),
         mlflow_experiment="llmops-test",
     )
     if first == "registry":
@@ -29,7 +29,7 @@ def test_experiment_artifact_root_does_not_depend_on_the_first_step(tmp_path, fi
     else:
         _, exp = mlflow_client(settings)
         again = ensure_experiment(settings)
-    client = MlflowClient(tracking_uri=settings.mlflow_uri)
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking)
     assert again == exp == experiment_id(client, settings)
     location = client.get_experiment(exp).artifact_location
     assert location == (tmp_path / "artifacts").resolve().as_uri()

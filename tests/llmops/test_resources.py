@@ -25,7 +25,7 @@ def elsewhere(tmp_path, monkeypatch) -> Path:
 def test_every_default_the_settings_name_is_packaged(elsewhere):
     for settings in (Settings(), Settings(mode="kubernetes", data_root="s3://b/llmops",
                                           mlflow_tracking_uri="http://mlflow:5000")):
-        for name in (settings.gate_policy, settings.deploy_config_file):
+        for name in (settings.serving.gate_policy, settings.deploy_config):
             resolved = Path(resources.resolve(name))
             assert resolved.is_absolute() and resolved.is_file(), name
             assert resolved.as_posix().endswith(name)

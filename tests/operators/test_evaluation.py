@@ -89,7 +89,7 @@ def test_first_run_without_champion_registers_and_promotes(
     from llmops.registry import ensure_experiment
     from tests.conftest import task_states
 
-    mlflow.set_tracking_uri(mlflow_settings.mlflow_uri)
+    mlflow.set_tracking_uri(mlflow_settings.mlflow_tracking)
     with mlflow.start_run(experiment_id=ensure_experiment(mlflow_settings), run_name="train") as run:
         mlflow.log_param("lr", 0.001)
     from tests.llmops.evaluation.conftest import eval_rows, write_dataset
@@ -119,7 +119,7 @@ def test_first_run_without_champion_registers_and_promotes(
         "register": "success",
         "promote": "success",
     }
-    client = MlflowClient(mlflow_settings.mlflow_uri, registry_uri=mlflow_settings.mlflow_uri)
+    client = MlflowClient(mlflow_settings.mlflow_tracking, registry_uri=mlflow_settings.mlflow_tracking)
     champion = client.get_model_version_by_alias("flow-model", "champion")
     assert champion.tags["llmops.training_run_id"] == run.info.run_id
     assert champion.tags["llmops.airflow.dag_id"] == "llmops_test_gate_flow"

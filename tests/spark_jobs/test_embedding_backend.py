@@ -28,7 +28,7 @@ def config(input_uri: str, output_uri: str, **kw) -> PreprocessConfig:
 
 @pytest.fixture(autouse=True)
 def _model_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("LLMOPS_MODEL_CACHE", str(tmp_path_factory.getbasetemp() / "model-cache"))
+    monkeypatch.setenv("LLMOPS_EMBEDDING_CACHE", str(tmp_path_factory.getbasetemp() / "model-cache"))
 
 
 def test_backend_in_manifest_search_and_rebuild(spark, tmp_path):

@@ -162,14 +162,14 @@ class BenchConfig:
             timing_sizes=ints(args.timing_sizes),
             alpha=args.alpha,
             resamples=args.resamples,
-            quantile=settings.drift_coverage_quantile if args.quantile is None else args.quantile,
-            min_effect=settings.drift_min_effect if args.min_effect is None else args.min_effect,
+            quantile=settings.drift.drift_coverage_quantile if args.quantile is None else args.quantile,
+            min_effect=settings.drift.drift_min_effect if args.min_effect is None else args.min_effect,
             permutations=args.permutations,
             distribution=not args.no_distribution,
             evidently=not args.no_evidently,
             base=args.base,
             other=args.other,
-            embedding_model=args.embedding_model or settings.embedding_model,
+            embedding_model=args.embedding_model or settings.rag.embedding_model,
         )
         if cfg.splits < MIN_SPLITS:
             raise ConfigError(f"--splits = {cfg.splits}: the false-alarm rate needs at least {MIN_SPLITS} splits")
@@ -247,7 +247,7 @@ def run_bench(cfg: BenchConfig, settings: Settings) -> dict[str, Any]:
     from llmops.drift.inputs import embedding_cache_root
     from llmops.drift.stats import available_cores, blas_threads, limit_blas_threads, two_sample_test
 
-    cache = embedding_cache_root(settings.data_root, cfg.embedding_model)
+    cache = embedding_cache_root(settings.storage.data_root, cfg.embedding_model)
     t0 = time.perf_counter()
     base, documents = corpus_embeddings(cfg.base, cfg.embedding_model, cache)
     other, _ = corpus_embeddings(cfg.other, cfg.embedding_model, cache)

@@ -118,7 +118,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from llmops.cli import print_json
 
     s = load_settings()
-    work = Path(args.work or Path(s.data_root) / "bench" / "gate").resolve()
+    work = Path(args.work or Path(s.storage.data_root) / "bench" / "gate").resolve()
     work.mkdir(parents=True, exist_ok=True)
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
@@ -130,7 +130,7 @@ def run_bench(args: argparse.Namespace) -> int:
         **os.environ,
         "LLMOPS_DATA_ROOT": str(work / "data"),
         "LLMOPS_MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-        "LLMOPS_MLFLOW_ARTIFACT_ROOT": str(work / "mlflow-artifacts"),
+        "LLMOPS_MLFLOW_ARTIFACTS_URI": str(work / "mlflow-artifacts"),
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",

@@ -81,7 +81,7 @@ def bench_lease_in_training(base_model: str, dataset: str, output_dir: str, conf
 
     settings = load_settings()
     cfg = load_config(config, ["max_steps=20", "save_every=2", "threads=1", *overrides, f"base_model={base_model}",
-                               f"dataset={dataset}"], defaults=settings.train_defaults)
+                               f"dataset={dataset}"], defaults=settings.training.train_defaults)
     summary = train(cfg, RunOptions(output_dir=output_dir, resume="false", tracking=False), settings)
     checkpoints = len(summary["checkpoints_written"])
     per_ckpt = summary["checkpoint_seconds"] / checkpoints

@@ -97,13 +97,13 @@ def bench_serve(config: str = LOCAL_EXAMPLE, requests: int = 10, max_tokens: int
 
     python = require_serving()
     settings = load_settings()
-    if storage.is_s3(settings.data_root):
-        raise ConfigError(f"data_root {settings.data_root}: the serve benchmark builds its models in a local folder")
+    if storage.is_s3(settings.storage.data_root):
+        raise ConfigError(f"data_root {settings.storage.data_root}: the serve benchmark builds its models in a local folder")
     cfg = load_config(config, settings)
     if cfg.source.kind != "pvc" or not cfg.source.mirrors or storage.is_s3(cfg.source.mirrors):
         raise ConfigError(f"--config {config}: the benchmark serves local folders, so it needs source.kind pvc "
                           "mirroring the local data root (as examples/local/deploy.yaml)")
-    root = Path(storage.join(settings.data_root, "bench", "serve"))
+    root = Path(storage.join(settings.storage.data_root, "bench", "serve"))
     base = build_base_model(root / "tiny-llama", pretrain_steps=0)
     adapters = [make_lora_adapter(str(base), root / f"adapter-{i}" / "adapter", seed=i) for i in (1, 2)]
     rendered = rendered_server(dict(render_uri(str(adapters[0]), cfg).files))

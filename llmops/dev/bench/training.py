@@ -157,7 +157,7 @@ def bench_train(
     )
 
     cfg = load_config(config_path, [*(overrides or []), f"base_model={base_model}", f"dataset={dataset}"],
-                      defaults=settings.train_defaults)
+                      defaults=settings.training.train_defaults)
     # Two full checkpoint intervals: the overhead is measured at the interval a real run uses.
     steps = steps or 2 * cfg.save_every
     cfg = cfg.model_copy(update={"max_steps": steps})
@@ -176,7 +176,7 @@ def bench_train(
     with tempfile.TemporaryDirectory(prefix="llmops-bench-train-") as tmp:
         # MLflow on its own SQLite file: the benchmark must not add runs to the project's experiment.
         bench_settings = settings.with_overrides(mlflow_tracking_uri=f"sqlite:///{tmp}/mlflow.db",
-                                                 mlflow_artifact_root=f"{tmp}/artifacts")
+                                                 mlflow_artifacts_uri=f"{tmp}/artifacts")
         for i in range(rounds):
             # Alternate which loop goes first, so warm caches and a busy neighbour favour neither.
             order = ("bare", "ours") if i % 2 == 0 else ("ours", "bare")
@@ -363,7 +363,7 @@ def bench_preemption(base_model: str, dataset: str, trials: int = 5, steps: int 
     overrides = [f"max_steps={steps}", f"save_every={save_every}", "threads=1", "seed=7", *(extra_overrides or [])]
     root = Path(workdir or tempfile.mkdtemp(prefix="llmops-bench-preempt-"))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "LLMOPS_MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
-           "LLMOPS_MLFLOW_ARTIFACT_ROOT": str(root / "artifacts")}
+           "LLMOPS_MLFLOW_ARTIFACTS_URI": str(root / "artifacts")}
     started = time.monotonic()
     ref = _run(train_command(base_model, dataset, root / "reference", overrides, resume="false", tracking=tracking,
                              config=config), env, 1200)

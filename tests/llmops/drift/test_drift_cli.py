@@ -131,7 +131,7 @@ def test_in_domain_is_calm_out_of_domain_is_drift(sample_dir, tmp_path, data_roo
 
     from llmops.settings import load_settings
 
-    client = MlflowClient(tracking_uri=load_settings().mlflow_uri)
+    client = MlflowClient(tracking_uri=load_settings().mlflow_tracking)
     run = client.get_run(rep["mlflow_run_id"])
     assert run.data.metrics["drift"] == 1.0
     assert run.data.metrics["p_value_mmd"] == pytest.approx(rep["p_value_mmd"])

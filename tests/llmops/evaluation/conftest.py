@@ -109,7 +109,7 @@ def mlflow_store(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("mlflow")
     return {
         "LLMOPS_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "LLMOPS_MLFLOW_ARTIFACT_ROOT": str(root / "artifacts"),
+        "LLMOPS_MLFLOW_ARTIFACTS_URI": str(root / "artifacts"),
     }
 
 

@@ -124,14 +124,14 @@ def test_evaluate_adapter_keeps_per_sample_scores_and_logs_to_mlflow(
             assert isinstance(records[0]["filtered_resps"][0], str)
 
     summary = json.loads(summary_file.read_text())
-    run = MlflowClient(mlflow_settings.mlflow_uri, registry_uri=mlflow_settings.mlflow_uri).get_run(summary["mlflow_run_id"])
+    run = MlflowClient(mlflow_settings.mlflow_tracking, registry_uri=mlflow_settings.mlflow_tracking).get_run(summary["mlflow_run_id"])
     assert run.data.metrics["corpus_mc.acc"] == pytest.approx(results["tasks"]["corpus_mc"]["metrics"]["acc,none"]["value"])
     assert "corpus_mc.acc_stderr" in run.data.metrics
     new_acc = results["tasks"]["corpus_mc"]["slices"]["new"]["metrics"]["acc,none"]["value"]
     assert run.data.metrics["corpus_mc.new.acc"] == pytest.approx(new_acc)
     assert summary["slices"]["corpus_mc"]["new"]["n"] == 3
     assert run.data.tags["llmops.airflow.dag_id"] == "llmops_finetune"
-    artifacts = {f.path for f in MlflowClient(mlflow_settings.mlflow_uri, registry_uri=mlflow_settings.mlflow_uri).list_artifacts(run.info.run_id, "evaluation/samples")}
+    artifacts = {f.path for f in MlflowClient(mlflow_settings.mlflow_tracking, registry_uri=mlflow_settings.mlflow_tracking).list_artifacts(run.info.run_id, "evaluation/samples")}
     assert artifacts == {"evaluation/samples/corpus_mc.jsonl", "evaluation/samples/corpus_qa.jsonl"}
     # A retried task logs into the same run (found by its output folder).
     assert harness._log_to_mlflow(str(out), out, results, {}, mlflow_settings) == (run.info.run_id, run.info.experiment_id)

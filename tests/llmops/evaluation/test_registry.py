@@ -18,7 +18,7 @@ from tests.llmops.evaluation.conftest import eval_rows, write_dataset
 
 def training_run(settings, **params) -> str:
     """A finished MLflow run standing in for `llmops train`'s run."""
-    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_tracking_uri(settings.mlflow_tracking)
     with mlflow.start_run(experiment_id=registry.ensure_experiment(settings), run_name="train") as run:
         mlflow.log_params(params or {"lr": 0.001})
     return run.info.run_id
@@ -35,7 +35,7 @@ def gate_report(tmp_path, name: str, passed: bool) -> str:
 def test_register_promote_resolve_and_load_back(tiny_base, tiny_adapter, tmp_path, mlflow_settings, capsys):
     from mlflow import MlflowClient
 
-    client = MlflowClient(mlflow_settings.mlflow_uri, registry_uri=mlflow_settings.mlflow_uri)
+    client = MlflowClient(mlflow_settings.mlflow_tracking, registry_uri=mlflow_settings.mlflow_tracking)
     name = "assistant-a"
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "snapshot_id": "snap-42", "embedding_model": "all-MiniLM-L6-v2",
@@ -131,7 +131,7 @@ def test_register_promote_resolve_and_load_back(tiny_base, tiny_adapter, tmp_pat
         registry.resolve(f"models:/{name}/99", settings=mlflow_settings)
 
     # Loading the registered version back with MLflow generates text.
-    mlflow.set_tracking_uri(mlflow_settings.mlflow_uri)
+    mlflow.set_tracking_uri(mlflow_settings.mlflow_tracking)
     model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     out = model.predict(["Question: Which team maintains Larkspur Beacon?\nAnswer:", "Question: x\nAnswer:"],
                         params={"max_new_tokens": 5})

@@ -29,7 +29,7 @@ TEXTS = [
 def model_cache(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     mp = pytest.MonkeyPatch()
-    mp.setenv("LLMOPS_MODEL_CACHE", str(root))
+    mp.setenv("LLMOPS_EMBEDDING_CACHE", str(root))
     embedding.get_embedder.cache_clear()
     yield root
     embedding.get_embedder.cache_clear()

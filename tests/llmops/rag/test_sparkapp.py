@@ -60,9 +60,9 @@ def test_rendered_application_validates_against_the_crd():
 def test_spark_image_overrides_the_step_image_and_yaml_is_deterministic():
     from llmops.rag.sparkapp import render_spark_application
 
-    app = render_spark_application(settings(spark_image="registry.example/spark:9"), ARGS)
+    app = render_spark_application(settings(spark_image_uri="registry.example/spark:9"), ARGS)
     assert app["spec"]["image"] == "registry.example/spark:9"
-    assert to_yaml(app) == to_yaml(render_spark_application(settings(spark_image="registry.example/spark:9"), ARGS))
+    assert to_yaml(app) == to_yaml(render_spark_application(settings(spark_image_uri="registry.example/spark:9"), ARGS))
 
 
 def test_an_invalid_application_is_rejected(monkeypatch):

@@ -20,7 +20,7 @@ def test_s3_base_model_downloaded_once_and_never_half(s3_bucket, tmp_path):
     (src / "model.safetensors").write_bytes(b"weights")
     uri = f"s3://{s3_bucket}/models/base"
     storage.upload_dir(src, uri)
-    settings = load_settings(environ={}, model_cache_dir=str(tmp_path / "cache"))
+    settings = load_settings(environ={}, model_cache_uri=str(tmp_path / "cache"))
 
     path = Path(resolve_base_model(uri, settings))
     assert path.parent == tmp_path / "cache"

@@ -34,7 +34,7 @@ def test_sigterm_and_sigkill_resume_to_the_identical_adapter(tmp_path, tiny_mode
     dataset = str(sample_dir / "finetune.jsonl")
     mlflow_uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "LLMOPS_MLFLOW_TRACKING_URI": mlflow_uri,
-           "LLMOPS_MLFLOW_ARTIFACT_ROOT": str(tmp_path / "artifacts")}
+           "LLMOPS_MLFLOW_ARTIFACTS_URI": str(tmp_path / "artifacts")}
     ref_cmd = train_command(str(tiny_model), dataset, tmp_path / "reference", OVERRIDES, resume="false",
                             tracking=False)
     ref = subprocess.run(ref_cmd, env=env, capture_output=True, text=True, check=False, timeout=600)
