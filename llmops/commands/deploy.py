@@ -313,81 +313,17 @@ def storage_local(uri: str) -> Path:
     return storage.local_path(uri)
 
 
-def _bench_adapter() -> str:
-    """A LoRA adapter (rank 8, attention projections) on the tiny local base model, written under
-    `<data_root>/bench/deploy-adapter` (rewritten on each run)."""
-    from llmops import storage
-    from llmops.exceptions import ModelLoadError
-    from llmops.settings import load_settings
-
-    settings = load_settings()
-    base = settings.base_model
-    if storage.is_s3(base) or not storage.local_path(base).is_dir():
-        raise ModelLoadError(
-            f"no local base model at {base}: build the tiny one with `llmops base-model build --out {base}`, "
-            "or pass --model-uri"
-        )
-    out = Path(storage.join(settings.storage.data_root, "bench", "deploy-adapter"))
-    from llmops.deploy.smoke import make_lora_adapter
-
-    make_lora_adapter(str(storage.local_path(base)), out)
-    return str(out)
-
-
 def _bench_render(args: argparse.Namespace) -> int:
-    import statistics
-    import tempfile
-    import time
-
     from llmops.cli import print_json
-    from llmops.deploy.config import load_config
-    from llmops.deploy.render import render_uri, write
-    from llmops.exceptions import ManifestInvalid
-    from llmops.k8s.validate import validate_dir
+    from llmops.dev.bench.deploy import bench_render
 
-    uri = args.model_uri or _bench_adapter()
-    config = load_config(args.config)
-    t0 = time.perf_counter()
-    rendered = render_uri(uri, config)
-    cold = time.perf_counter() - t0
-    warm = []
-    for _ in range(max(args.repeat, 1)):
-        t = time.perf_counter()
-        again = render_uri(uri, config)
-        warm.append(time.perf_counter() - t)
-        if again.files != rendered.files:
-            raise ManifestInvalid(f"rendering {uri} twice gave different files: rendering is not deterministic")
-    with tempfile.TemporaryDirectory(prefix="llmops-bench-render-") as tmp:
-        t = time.perf_counter()
-        folder, _ = write(rendered, tmp)
-        write_s = time.perf_counter() - t
-        t = time.perf_counter()
-        results = validate_dir(Path(folder))
-        validate_s = time.perf_counter() - t
-    print_json(
-        {
-            "benchmark": "render",
-            "model_uri": uri,
-            "config": args.config,
-            "files": len(rendered.files),
-            "objects": len(rendered.all_objects()),
-            "render_validate_cold_s": round(cold, 4),
-            "render_validate_warm_median_s": round(statistics.median(warm), 4),
-            "repeat": len(warm),
-            "write_s": round(write_s, 4),
-            "validate_dir_s": round(validate_s, 4),
-            "all_valid": all(not p for p in results.values()),
-            "deterministic": True,
-        }
-    )
+    print_json(bench_render(args.model_uri, args.config, repeat=args.repeat))
     return 0
 
 
 def _bench_smoke(args: argparse.Namespace) -> int:
     from llmops.cli import print_json
-    from llmops.deploy.smoke import smoke
+    from llmops.dev.bench.deploy import bench_smoke
 
-    uri = args.model_uri or _bench_adapter()
-    summary = smoke(uri, max_new_tokens=args.max_new_tokens)
-    print_json({"benchmark": "smoke", **summary})
+    print_json(bench_smoke(args.model_uri, max_new_tokens=args.max_new_tokens))
     return 0

@@ -107,6 +107,9 @@ DEV_COMMANDS = [
     ["bench", "s3"],
     ["bench", "lease"],
     ["bench", "orphan", "--base-model", "{tmp}/m", "--dataset", "{tmp}/d"],
+    ["bench", "render"],
+    ["bench", "smoke"],
+    ["bench", "serve"],
 ]
 
 
