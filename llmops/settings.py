@@ -65,7 +65,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from llmops.docstrings import field_docstrings
+from llmops.docstrings import describe, field_docstrings
 from llmops.exceptions import ConfigError
 from llmops.validation import config_error, describe_error
 
@@ -913,6 +913,8 @@ def _default_text(name: str, field: FieldInfo) -> str:
 def settings_markdown() -> str:
     """The README's settings table: every setting, grouped by section, with its variable, default and
     description; then the process knobs."""
+    describe(Settings)  # the sections too
+    describe(ProcessSettings)
     rows = ["| setting | environment variable | default | what it is |", "|---|---|---|---|"]
     groups: list[tuple[str, str, dict[str, FieldInfo]]] = [
         ("settings", (Settings.__doc__ or "").split(".")[0], {"mode": Settings.model_fields["mode"]})

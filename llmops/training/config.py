@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from llmops.docstrings import field_docstrings
+from llmops.docstrings import describe, field_docstrings
 from llmops.exceptions import ConfigError
 from llmops.validation import config_error
 
@@ -140,7 +140,7 @@ class TrainConfig(BaseModel):
 
 def field_docs() -> dict[str, str]:
     """Key -> one-line description (for `--help`, DAG Params and the README)."""
-    return {name: " ".join((f.description or "").split()) for name, f in TrainConfig.model_fields.items()}
+    return {name: " ".join((f.description or "").split()) for name, f in describe(TrainConfig).model_fields.items()}
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -213,7 +213,7 @@ def param_spec(key: str, defaults: Mapping[str, Any] | None = None) -> dict[str,
     `train_defaults` win over the built-in one), type, bounds and description; cheap, no I/O."""
     import annotated_types as at
 
-    field = TrainConfig.model_fields[key]
+    field = describe(TrainConfig).model_fields[key]
     default = (defaults or {}).get(key, field.get_default(call_default_factory=True))
     spec: dict[str, Any] = {"default": default, "description": " ".join((field.description or "").split())}
     annotation = field.annotation

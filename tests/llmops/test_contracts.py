@@ -374,7 +374,9 @@ def test_event_extras_copy_declared_fields():
 
 @pytest.mark.parametrize("model", sorted(MODELS), ids=str)
 def test_models_forbid_extra_keys_and_document_every_field(model):
-    cls = MODELS[model]
+    from llmops.docstrings import describe
+
+    cls = describe(MODELS[model])
     assert cls.model_config["extra"] == "forbid"
     assert [f for f, info in cls.model_fields.items() if not info.description] == []
 

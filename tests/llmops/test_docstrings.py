@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmops.docstrings import attribute_docstrings, field_docstrings
+from llmops.docstrings import attribute_docstrings, describe, field_docstrings
 
 
 class _Pydantic(BaseModel):
@@ -52,12 +52,12 @@ class _Ours(BaseModel):
 
 
 def test_same_descriptions_and_schema_as_pydantic():
+    assert _Ours.model_json_schema()["properties"] == _Pydantic.model_json_schema()["properties"]
     ours = {k: f.description for k, f in _Ours.model_fields.items()}
     theirs = {k: f.description for k, f in _Pydantic.model_fields.items()}
     assert ours == theirs
     assert ours["plain"] == "One line."
     assert ours["undocumented"] is None
-    assert _Ours.model_json_schema()["properties"] == _Pydantic.model_json_schema()["properties"]
 
 
 def test_inherited_fields_keep_their_parent_docstrings():
@@ -66,6 +66,7 @@ def test_inherited_fields_keep_their_parent_docstrings():
         extra: bool = False
         """Only in the child."""
 
+    describe(Child)
     assert Child.model_fields["plain"].description == "One line."
     assert Child.model_fields["extra"].description == "Only in the child."
 
@@ -91,7 +92,7 @@ def test_project_models_match_pydantic_extraction(module, model):
 
     from pydantic._internal._docs_extraction import extract_docstrings_from_cls
 
-    cls = getattr(importlib.import_module(module), model)
+    cls = describe(getattr(importlib.import_module(module), model))
     expected = extract_docstrings_from_cls(cls, use_inspect=True)
     got = {k: f.description for k, f in cls.model_fields.items() if k in expected}
     assert expected and got == expected
@@ -108,3 +109,26 @@ def test_deferred_model_builds_once_with_the_descriptions():
     assert not Deferred.__pydantic_complete__  # not built by the decorator
     assert Deferred.model_json_schema()["properties"]["size"]["description"] == "How many."
     assert Deferred(size=2).size == 2
+
+
+def test_nothing_is_read_at_import_and_a_built_schema_is_rebuilt_with_them():
+    """The decorator reads no source; `describe` fills the descriptions once asked, and a JSON schema
+    built before then (a model validated first) is rebuilt with them, nested models included."""
+
+    @field_docstrings
+    class Inner(BaseModel):
+        depth: int = 1
+        """How deep."""
+
+    @field_docstrings
+    class Outer(BaseModel):
+        inner: Inner = Inner()
+        """The inner part."""
+
+    assert Outer.model_fields["inner"].description is None
+    assert Inner.model_fields["depth"].description is None
+    assert Outer(inner={"depth": 2}).inner.depth == 2  # schema built without descriptions
+    schema = Outer.model_json_schema()
+    assert schema["properties"]["inner"]["description"] == "The inner part."
+    assert schema["$defs"]["Inner"]["properties"]["depth"]["description"] == "How deep."
+    assert describe(Inner).model_fields["depth"].description == "How deep."
