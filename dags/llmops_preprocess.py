@@ -69,7 +69,7 @@ with DAG(
             enum=["torch", "onnx", "onnx-int8", "onnx-int8-fused"],
             title="Embedding backend",
             description="torch, onnx (fp32 export, equivalent to torch), onnx-int8 (faster, fails the quality guard) "
-            "or onnx-int8-fused (fused graph, int8 MatMuls: faster, passes the guard); "
+            "or onnx-int8-fused (fused graph, part int8: faster, passes the guard); "
             "searches use the index's backend.",
         ),
     },

@@ -281,8 +281,8 @@ class RagSettings(BaseModel):
     embedding_backend: Literal["torch", "onnx", "onnx-int8", "onnx-int8-fused"] = "onnx"
     """How chunks and queries are embedded: `torch` (sentence-transformers), `onnx` (the same model exported
     once to ONNX, fp32, equivalent to torch), `onnx-int8` (int8 weights: faster, fails the quality guard on
-    all-MiniLM-L6-v2) or `onnx-int8-fused` (fused BERT graph, int8 MatMuls, attention fp32: faster, passes the
-    guard). Measured by `llmops bench rag --backend B` (README, RAG preprocessing)."""
+    all-MiniLM-L6-v2) or `onnx-int8-fused` (fused BERT graph, feed-forward input MatMuls int8: faster, passes
+    the guard). Measured by `llmops bench rag --backend B` (README, RAG preprocessing)."""
 
     chunk_size: int = Field(default=200, ge=16, le=8192)
     """Chunk length in tokens of the embedding model's tokenizer (special tokens excluded)."""

@@ -74,10 +74,15 @@ def test_fused_int8_is_exported_fused_quantized_and_cached(model_cache):
     path = embedding.export_model("all-MiniLM-L6-v2", "onnx-int8-fused")
     digest = embedding.model_hash("all-MiniLM-L6-v2")
     assert path == model_cache / "all-MiniLM-L6-v2" / digest / "onnx-int8-fused.onnx"
-    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
-    # BERT subgraphs fused; MatMuls int8; attention (Q/K/V) and embeddings left fp32.
+    # BERT subgraphs fused; the FFN input MatMuls int8; attention (Q/K/V), the attention and FFN output
+    # projections and the embeddings left fp32.
+    model = onnx.load(str(path))
+    ops = {n.op_type for n in model.graph.node}
     assert {"Attention", "EmbedLayerNormalization", "SkipLayerNormalization", "MatMulInteger"} <= ops
-    assert not ops & {"MatMul", "QAttention", "QEmbedLayerNormalization", "Softmax"}
+    assert not ops & {"QAttention", "QEmbedLayerNormalization", "Softmax"}
+    fp32 = [n.name for n in model.graph.node if n.op_type == "MatMul"]
+    assert len(fp32) == 12 and all("/output/dense/" in n for n in fp32), fp32
+    assert sum(n.op_type == "MatMulInteger" for n in model.graph.node) == 6
     mtime = path.stat().st_mtime_ns
     embedding.get_embedder.cache_clear()
     assert embedding.export_model("all-MiniLM-L6-v2", "onnx-int8-fused") == path
