@@ -13,29 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, SkipMixin
 
 from llmops.settings import Settings
-from llmops.training.inputs import choose_dataset, dataset_version
-from llmops.triggers import (
-    TriggerEvent,
-    TriggerLedger,
-    champion_lineage,
-    classify_trigger,
-    evaluate_trigger,
-    latest_snapshot_id,
-    ledger_uri,
-    summary_of,
-    training_params_sha256,
-)
 from llmops_operators.assets import CORPUS, DATASET, RETRAIN
 from llmops_operators.base import airflow_settings
 from llmops_operators.s3 import uses_aws_connection
 
+if TYPE_CHECKING:
+    from llmops.triggers import TriggerEvent
+
 
 def _events(triggering: Any, asset) -> list[TriggerEvent]:
+    from llmops.triggers import TriggerEvent
+
     if not triggering:
         return []
     try:
@@ -75,7 +68,19 @@ class RetrainTriggerOperator(BaseOperator, SkipMixin):
 
     @uses_aws_connection
     def execute(self, context: Any) -> dict[str, Any]:
+        # Imported here, not at parse: the DAG file only builds the task (STYLE.md, habit 1).
         from llmops.contracts import TriggerSummary
+        from llmops.training.inputs import choose_dataset, dataset_version
+        from llmops.triggers import (
+            TriggerLedger,
+            champion_lineage,
+            classify_trigger,
+            evaluate_trigger,
+            latest_snapshot_id,
+            ledger_uri,
+            summary_of,
+            training_params_sha256,
+        )
 
         settings = self.settings or airflow_settings()
         dag_run = context["dag_run"]

@@ -141,6 +141,7 @@ def test_a_dataset_the_champion_already_learnt_skips_the_run(tmp_path, monkeypat
     from airflow.sdk.exceptions import DownstreamTasksSkipped
     from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
 
+    from llmops import triggers as core_triggers
     from llmops.triggers import TAG_DATASET_HASH, TAG_TRAINING_PARAMS, training_params_sha256
     from llmops_operators import triggers as trigger_ops
     from llmops_operators.assets import DATASET
@@ -152,7 +153,8 @@ def test_a_dataset_the_champion_already_learnt_skips_the_run(tmp_path, monkeypat
     params = {"base_model": "/m", "lora_r": 8, "dataset": "latest"}
     recipe = training_params_sha256({"base_model": "/m", "lora_r": 8})
     champion = {"version": "3", "tags": {TAG_DATASET_HASH: "ds-1", TAG_TRAINING_PARAMS: recipe}}
-    monkeypatch.setattr(trigger_ops, "champion_lineage", lambda settings: champion)
+    # The operator imports llmops.triggers inside execute (not at parse): patch the core module.
+    monkeypatch.setattr(core_triggers, "champion_lineage", lambda settings: champion)
     settings = load_settings(state_uri=str(tmp_path / "state"), processed_uri=str(tmp_path / "none"),
                              dataset_root_uri=str(root))
     with DAG(dag_id="t2", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
