@@ -24,8 +24,11 @@ run at a time.
 5. `register` records the version in MLflow with its lineage (dataset hash, snapshot, generator and
    config, training parameters; alias `challenger`); `approve` asks a human when the Param `approval` is
    `required` (body: the gate report; Reject or no answer within `approval_timeout_hours` keeps the
-   champion; the decision is recorded on the version); `promote` moves `champion` to it and emits
-   `llmops_model`.
+   champion; the decision is recorded on the version); `choose_rollout` reads the deploy config: without
+   a canary (`canary.enabled: false`, or no champion yet to serve beside), `promote` moves `champion` to
+   the version and emits `llmops_model`; with a canary, `keep_champion` runs instead and the alias stays:
+   the version goes out as the canary beside the champion, and promoting it is a later decision
+   (`llmops promote --version N`, README "Verified canary").
 6. `render_manifests` renders and validates the vLLM manifests for the new version; `smoke_test`
    (local mode) serves them with the pinned vLLM (transformers fallback) and answers a prompt;
    `canary_verify` moves a canary's weight only once the challenger passed beside the champion (in mode
@@ -36,6 +39,7 @@ run at a time.
 from __future__ import annotations
 
 import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Param, task
 
 from llmops.settings import join_uri
@@ -54,8 +58,8 @@ from llmops_operators.triggers import retrain_trigger
 settings = airflow_settings()
 locations = run_locations(settings, "{{ dag.dag_id }}", RUN_KEY)
 TRIGGER = "{{ ti.xcom_pull(task_ids='check_trigger')['trigger'] }}"
-PROMOTED = "ti.xcom_pull(task_ids='promote')"
-VERSION_URI = "models:/{{ " + PROMOTED + "['registered_model_name'] }}/{{ " + PROMOTED + "['version'] }}"
+ROLLOUT = "ti.xcom_pull(task_ids='choose_rollout', key='rollout')"
+VERSION_URI = "{{ " + ROLLOUT + "['model_uri'] }}"
 
 
 TRAINING_PARAMS = (
@@ -221,13 +225,36 @@ with DAG(
         version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
         settings=settings,
     )
-    [evaluation["gate"], evaluation["register"]] >> approve >> evaluation["promote"]
+    [evaluation["gate"], evaluation["register"]] >> approve
+
+    @task.branch
+    @uses_aws_connection
+    def choose_rollout(params=None, ti=None) -> str:
+        """Canary (the deploy config's canary.enabled, and a stable version to serve beside): render the
+        registered version beside the champion and leave the `champion` alias alone. Else promote first."""
+        from llmops.deploy.canary import rollout_for
+
+        registered = ti.xcom_pull(task_ids="register")
+        rollout = rollout_for(params["deploy_config"], registered["registered_model_name"], registered["version"],
+                              airflow_settings())
+        print(f"rollout: {'canary' if rollout.canary else 'promote'}: {rollout.reason}")
+        ti.xcom_push(key="rollout", value=rollout.to_json())
+        return "keep_champion" if rollout.canary else "promote"
+
+    rollout = choose_rollout()
+    # Canary path: promotion is a later decision (`llmops promote`, README "Verified canary").
+    keep_champion = EmptyOperator(task_id="keep_champion")
+    approve >> rollout >> [evaluation["promote"], keep_champion]
 
     render = step_operator(
         task_id="render_manifests",
         step="render",
-        arguments=["--model-uri", VERSION_URI, "--config", "{{ params.deploy_config }}"],
+        arguments=["--model-uri", VERSION_URI, "--config", "{{ params.deploy_config }}",
+                   "--set", "canary.enabled={{ 'true' if " + ROLLOUT + "['canary'] else 'false' }}"],
+        # After promote or keep_champion, whichever the branch ran; skipped when both are (a rejection).
+        trigger_rule="none_failed_min_one_success",
     )
+    [evaluation["promote"], keep_champion] >> render
     deploy = DeployManifestsOperator(
         task_id="deploy",
         manifests_uri="{{ ti.xcom_pull(task_ids='render_manifests')['manifests_uri'] }}",
@@ -251,7 +278,7 @@ with DAG(
             arguments=["--model-uri", VERSION_URI, "--config", "{{ params.deploy_config }}", "--manifests",
                        "{{ ti.xcom_pull(task_ids='render_manifests')['manifests_uri'] }}"],
         )
-        evaluation["promote"] >> render >> smoke >> verify >> deploy
+        render >> smoke >> verify >> deploy
     else:
         # The check asks the cluster's Services (API server proxy): the canary goes out at weight 0 first.
         deploy_verified = DeployManifestsOperator(
@@ -260,4 +287,4 @@ with DAG(
             apply="{{ params.deploy_apply }}",
             execution_timeout=pendulum.duration(hours=2),
         )
-        evaluation["promote"] >> render >> deploy >> verify >> deploy_verified
+        render >> deploy >> verify >> deploy_verified

@@ -45,6 +45,7 @@ import yaml
 
 from llmops import storage
 from llmops.deploy.apply import VERIFICATION_FILE, canary_weight, objects_digest
+from llmops.deploy.config import CanaryConfig
 from llmops.deploy.render import CANARY_PLAN, KUSTOMIZATION
 from llmops.exceptions import CanaryRejected, ConfigError, InputDataError
 
@@ -555,6 +556,59 @@ def verify_kubernetes(canary: Canary, proxy: ServiceProxy, prompts: list[Prompt]
 def _paired(champion: list[Answer], challenger: list[Answer]) -> list[dict[str, Any]]:
     return [{"id": c.id, "champion": asdict(c), "challenger": asdict(h)} for c, h in zip(champion, challenger,
                                                                                           strict=True)]
+
+
+# --- canary or promote (the lifecycle DAG's branch) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """How a version that passed the gate goes out: as a canary beside the champion (the `champion` alias
+    stays where it is; promoting is a later decision), or promoted and served alone."""
+
+    canary: bool
+    model_uri: str
+    """The version rendered: `models:/NAME/VERSION`."""
+    stable: str | None
+    """The stable version beside the canary (None without a canary)."""
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def choose_rollout(canary: CanaryConfig, name: str, version: str, champion_version: str | None) -> Rollout:
+    """Decide from the deploy config's `canary` section and the current champion. A canary needs a stable
+    version: without `canary.stable_model_uri` and without a champion (the first version), the version is
+    promoted and served alone, as Flagger initializes a primary without analysis."""
+    uri = f"models:/{name}/{version}"
+    if not canary.enabled:
+        return Rollout(False, uri, None, "canary.enabled is false: promote, then render and deploy the champion")
+    if canary.stable_model_uri:
+        return Rollout(True, uri, canary.stable_model_uri,
+                       f"canary beside canary.stable_model_uri {canary.stable_model_uri}; champion not moved")
+    if champion_version is None:
+        return Rollout(False, uri, None, "canary.enabled, but no champion yet to serve beside: this first "
+                       "version is promoted and served alone")
+    if str(champion_version) == str(version):
+        return Rollout(False, uri, None, f"version {version} is already the champion: served alone")
+    return Rollout(True, uri, f"models:/{name}@champion",
+                   f"canary beside the champion (version {champion_version}); champion not moved until promoted")
+
+
+def rollout_for(config_uri: str | None, name: str, version: str, settings: Any = None) -> Rollout:
+    """`choose_rollout` for a deploy config file (local or s3://) and the registry's current champion."""
+    from llmops.deploy.config import load_config
+    from llmops.registry import current_champion
+    from llmops.settings import load_settings
+
+    settings = settings or load_settings()
+    config = load_config(config_uri, settings)
+    champion = None
+    if config.canary.enabled and not config.canary.stable_model_uri:
+        found = current_champion(name, settings=settings, download=False)
+        champion = found.version if found else None
+    return choose_rollout(config.canary, name, str(version), champion)
 
 
 # --- the step --------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from tests.conftest import task_states
 
 LIFECYCLE = [
     "check_trigger", "resolve_inputs", "train", "evaluate_candidate", "evaluate_champion", "gate",
-    "register", "approve", "promote", "render_manifests", "smoke_test", "canary_verify", "deploy",
+    "register", "approve", "choose_rollout", "keep_champion", "promote", "render_manifests", "smoke_test",
+    "canary_verify", "deploy",
 ]
 
 
@@ -54,9 +55,47 @@ def test_params_and_wiring(dagbag):
     assert "gate" in dag.get_task("promote").upstream_task_ids
     # The human approval sits between register and promote, and is skipped with them on a rejection.
     assert dag.get_task("approve").upstream_task_ids == {"gate", "register"}
-    assert "approve" in dag.get_task("promote").upstream_task_ids
+    assert "approve" in dag.get_task("choose_rollout").upstream_task_ids
     assert dag.params["approval"] == "none"
     assert dag.get_task("check_trigger").downstream_task_ids == {"resolve_inputs"}
+    # The rollout is decided after approval: promote (no canary) or keep_champion (canary: the alias stays),
+    # and the manifests are rendered after whichever ran; nothing after a rejection (both skipped).
+    assert dag.get_task("choose_rollout").upstream_task_ids == {"approve"}
+    assert dag.get_task("choose_rollout").downstream_task_ids == {"promote", "keep_champion"}
+    assert "choose_rollout" in dag.get_task("promote").upstream_task_ids
+    render = dag.get_task("render_manifests")
+    assert render.upstream_task_ids == {"promote", "keep_champion"}
+    assert render.trigger_rule == "none_failed_min_one_success"
+    assert "choose_rollout" in " ".join(render.arguments) and "promote" not in " ".join(render.arguments)
+    assert dag.get_task("deploy").upstream_task_ids == {"canary_verify"}
+
+
+class _TI:
+    def __init__(self, registered: dict):
+        self.registered, self.pushed = registered, {}
+
+    def xcom_pull(self, task_ids: str):
+        assert task_ids == "register"
+        return self.registered
+
+    def xcom_push(self, key: str, value):
+        self.pushed[key] = value
+
+
+@pytest.mark.parametrize("canary", [False, True])
+def test_choose_rollout_follows_the_deploy_config(dagbag, tmp_path, canary):
+    """The branch task's own callable (a fake TaskInstance at the XCom boundary): without a canary it
+    follows promote; with one (a stable URI configured, so no registry is asked) keep_champion, and the
+    render step gets the registered version and the canary flag from its XCom."""
+    dag = dagbag.get_dag("llmops_finetune")
+    config = tmp_path / "deploy.yaml"
+    config.write_text(f"route:\n  gateway: gw\ncanary:\n  enabled: {str(canary).lower()}\n  stable_model_uri: models:/m/1\n")
+    ti = _TI({"registered_model_name": "m", "version": "2"})
+    followed = dag.get_task("choose_rollout").python_callable(params={"deploy_config": str(config)}, ti=ti)
+    assert followed == ("keep_champion" if canary else "promote")
+    decided = ti.pushed["rollout"]
+    assert decided["canary"] is canary and decided["model_uri"] == "models:/m/2"
+    assert decided["stable"] == ("models:/m/1" if canary else None)
 
 
 @pytest.mark.slow
@@ -73,7 +112,9 @@ def test_lifecycle_promotes_then_a_no_better_candidate_skips_deployment(run_dag,
     # First run: no champion yet, so the floors alone decide; the version is promoted and deployed.
     dr = run_dag("llmops_finetune", conf=conf)
     states = task_states(dr)
-    assert states == {**dict.fromkeys(LIFECYCLE, "success"), "evaluate_champion": "skipped"}, states
+    # The local example deploys without a canary: promote runs, keep_champion is skipped by the branch.
+    assert states == {**dict.fromkeys(LIFECYCLE, "success"), "evaluate_champion": "skipped",
+                      "keep_champion": "skipped"}, states
     ti = {t.task_id: t for t in dr.get_task_instances()}
     summary = ti["train"].xcom_pull(task_ids="train")
     assert summary["steps"] == 3 and summary["base_model"] == str(model) and summary["dataset"] == dataset
@@ -109,7 +150,8 @@ def test_lifecycle_promotes_then_a_no_better_candidate_skips_deployment(run_dag,
     dr = run_dag("llmops_finetune", conf=strict)
     states = task_states(dr)
     assert states["evaluate_champion"] == "success" and states["register"] == "success", states
-    assert {states[t] for t in ("gate", "promote", "render_manifests", "smoke_test", "deploy")} == {"skipped"}, states
+    assert {states[t] for t in ("gate", "choose_rollout", "promote", "keep_champion", "render_manifests", "smoke_test",
+                                "deploy")} == {"skipped"}, states
     # The rejecting gate's report stays reachable (the plugin's "Report" link reads this XCom).
     gate = next(t for t in dr.get_task_instances() if t.task_id == "gate")
     rejected = gate.xcom_pull(task_ids="gate", key="skipped_summary")

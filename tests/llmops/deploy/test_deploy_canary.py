@@ -327,3 +327,25 @@ def test_cli_without_a_canary_exits_0_and_says_so(tmp_path, capsys):
     folder, _ = write(render(CHAMPION, _config()), str(tmp_path))
     assert main(["canary", "verify", "--manifests", folder, "--mode", "local"]) == 0
     assert json.loads(capsys.readouterr().out)["reason"] == "no canary in the folder: nothing to verify"
+
+
+# --- canary or promote (the lifecycle DAG's branch) -----------------------------------------------
+
+
+def test_rollout_promotes_without_a_canary_or_without_a_stable_version():
+    off = canary.choose_rollout(_config().canary, NAME, "5", "4")
+    assert not off.canary and off.model_uri == f"models:/{NAME}/5" and off.stable is None
+    on = _config(**{"canary.enabled": True, "route.gateway": "gw"}).canary
+    first = canary.choose_rollout(on, NAME, "1", None)
+    assert not first.canary and "no champion yet" in first.reason
+    same = canary.choose_rollout(on, NAME, "4", "4")
+    assert not same.canary and "already the champion" in same.reason
+
+
+def test_rollout_canaries_beside_the_champion_or_the_configured_stable_version():
+    on = _config(**{"canary.enabled": True, "route.gateway": "gw"}).canary
+    beside = canary.choose_rollout(on, NAME, "5", "4")
+    assert beside.canary and beside.stable == f"models:/{NAME}@champion" and beside.model_uri == f"models:/{NAME}/5"
+    assert "champion not moved" in beside.reason
+    pinned = on.model_copy(update={"stable_model_uri": f"models:/{NAME}/2"})
+    assert canary.choose_rollout(pinned, NAME, "5", None).stable == f"models:/{NAME}/2"
