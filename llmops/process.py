@@ -21,7 +21,6 @@ left of the process group is terminated the same way, and the watchdog is releas
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -238,6 +237,8 @@ def watch(pgid: int, fd: int, grace_s: float, poll_s: float = 1.0) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import argparse  # only the watchdog's own command line: not paid by the DAG files importing StepProcess
+
     parser = argparse.ArgumentParser(prog="python -m llmops.process", description="watchdog of a step process group")
     parser.add_argument("--pgid", type=int, required=True)
     parser.add_argument("--fd", type=int, required=True)

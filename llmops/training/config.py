@@ -8,7 +8,6 @@ learning rate around 2e-4; see the README). Every error names the key, the bad v
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -164,6 +163,8 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
 def _check_key(key: str, where: str) -> None:
     if key in TrainConfig.model_fields:
         return
+    import difflib  # only on a bad key: not paid by the finetune DAG's parse
+
     close = difflib.get_close_matches(key, list(TrainConfig.model_fields), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(TrainConfig.model_fields)}"
     raise ConfigError(f"{where}: {key!r} is not a training config key{hint}")
