@@ -78,14 +78,13 @@ class Prompt:
 
 def traffic_prompts(uri: str, n: int) -> list[Prompt]:
     """The `n` most recent traffic records (records without a timestamp count as oldest)."""
-    from llmops.drift.inputs import _json_lines, _parquet_records, parse_time, record_files
+    from llmops.drift.inputs import parse_time, read_records, record_files
 
     if not storage.exists(uri):
         return []
     records: list[dict[str, Any]] = []
     for f in record_files(uri):
-        data = storage.read_bytes(f)
-        records += _parquet_records(f, data) if f.endswith(".parquet") else _json_lines(f, data)[0]
+        records += read_records(f)[0]
     oldest = datetime.min.replace(tzinfo=UTC)
     ordered = sorted(enumerate(records), key=lambda ir: (parse_time(ir[1].get("timestamp")) or oldest, ir[0]),
                      reverse=True)

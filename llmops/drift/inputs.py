@@ -151,6 +151,18 @@ def _parquet_records(uri: str, data: bytes) -> list[dict[str, Any]]:
     return table.select(wanted).to_pylist()
 
 
+def read_records(uri: str) -> tuple[list[dict[str, Any]], int]:
+    """One traffic record file (`.jsonl`, `.jsonl.gz`, `.parquet`): its records, and how many lines were
+    skipped as unparsable or not a JSON object (Parquet: 0). Drift and the canary's replay read through it."""
+    try:
+        data = storage.read_bytes(uri)
+    except (StorageError, FileNotFoundError) as exc:
+        raise InputDataError(f"cannot read traffic records {uri}: {exc}") from None
+    if uri.endswith(".parquet"):
+        return _parquet_records(uri, data), 0
+    return _json_lines(uri, data)
+
+
 def record_files(uri: str) -> list[str]:
     """The record files of a side: the file itself, or every supported file under a folder."""
     files = storage.list_files(uri)
@@ -201,14 +213,7 @@ def read_side(
     side = Side(uri=uri, kind="records", texts=[], files=len(files))
     kept: list[tuple[str, str, str | None]] = []
     for f in files:
-        try:
-            data = storage.read_bytes(f)
-        except (StorageError, FileNotFoundError) as exc:
-            raise InputDataError(f"cannot read drift input {f}: {exc}") from None
-        if f.endswith(".parquet"):
-            records, bad = _parquet_records(f, data), 0
-        else:
-            records, bad = _json_lines(f, data)
+        records, bad = read_records(f)
         side.records += len(records)
         side.skipped += bad
         for rec in records:

@@ -113,3 +113,20 @@ def test_rows_name_their_document_for_the_coverage_test(tmp_path):
     assert side.documents[3] not in side.documents[:3]
     _jsonl(tmp_path / "plain.jsonl", [{"prompt": "q1"}, {"prompt": "q2"}])
     assert inputs.read_side(str(tmp_path / "plain.jsonl")).documents is None
+
+
+def test_read_records_one_file_of_each_format(tmp_path):
+    """The public reader drift and the canary's replay share: records plus the count of skipped lines."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    plain = _jsonl(tmp_path / "a.jsonl", [{"prompt": "p1"}, "not json", "[1, 2]", {"prompt": "p2"}])
+    assert inputs.read_records(str(plain)) == ([{"prompt": "p1"}, {"prompt": "p2"}], 2)
+    packed = tmp_path / "b.jsonl.gz"
+    packed.write_bytes(gzip.compress(b'{"prompt": "p3"}\n'))
+    assert inputs.read_records(str(packed)) == ([{"prompt": "p3"}], 0)
+    table = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"prompt": ["p4"], "extra": [1]}), table)
+    assert inputs.read_records(str(table)) == ([{"prompt": "p4"}], 0)
+    with pytest.raises(InputDataError, match="cannot read traffic records .*missing.jsonl"):
+        inputs.read_records(str(tmp_path / "missing.jsonl"))
