@@ -29,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="override one config field (dotted, YAML value), e.g. --set canary.weight=20; repeatable",
     )
     p.add_argument("--dry-run", action="store_true", help="print the manifests instead of writing them")
+    p.add_argument(
+        "--rbac",
+        action="store_true",
+        help="print the Role and RoleBinding `llmops canary verify` needs in mode kubernetes (the step service "
+        "account on the canary's Services and objects) instead of writing the manifests",
+    )
     p.add_argument("--explain", action="store_true", help="print every config field as a Markdown table and exit")
     p.add_argument("--summary-json", help="write a summary JSON here")
     p.set_defaults(handler=_render)
@@ -181,6 +187,11 @@ def _render(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     rendered = render_uri(args.model_uri, config)
     render_s = time.perf_counter() - t0
+    if args.rbac:
+        from llmops.deploy.rbac import canary_rbac
+
+        print(canary_rbac(rendered, settings.kubernetes.service_account, settings.kubernetes.namespace), end="")
+        return 0
     if args.dry_run:
         for fname, text in rendered.files.items():
             print(f"--- # {fname}\n{text}", end="")

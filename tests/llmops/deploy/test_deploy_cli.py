@@ -190,6 +190,14 @@ def test_models_uri_canary_renders_the_champion_beside_the_challenger(adapter_fo
     assert "llmops-assistant=/models/artifacts/v4/adapter" in canary["spec"]["template"]["spec"][
         "containers"
     ][0]["args"]
+    # --rbac prints the canary check's Role and RoleBinding for the step service account, and writes nothing.
+    capsys.readouterr()
+    assert _render("--model-uri", "models:/llmops-assistant@challenger", "--config", GPU_EXAMPLE, "--out",
+                   str(tmp_path / "none"), "--set", "canary.enabled=true", "--set", f"source.mirrors={tmp_path}",
+                   "--rbac") == 0
+    role, binding = yaml.safe_load_all(capsys.readouterr().out)
+    assert role["kind"] == "Role" and binding["subjects"][0]["name"] == "llmops-runner"
+    assert "llmops-assistant-canary" in role["rules"][0]["resourceNames"] and not (tmp_path / "none").exists()
     # The champion alone is refused as its own canary.
     assert _render("--model-uri", "models:/llmops-assistant@champion", "--config", GPU_EXAMPLE, "--out", str(out),
                    "--set", "canary.enabled=true", "--set", f"source.mirrors={tmp_path}") == 2
