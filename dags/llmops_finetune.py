@@ -58,8 +58,10 @@ from llmops_operators.triggers import retrain_trigger
 settings = airflow_settings()
 locations = run_locations(settings, "{{ dag.dag_id }}", RUN_KEY)
 TRIGGER = "{{ ti.xcom_pull(task_ids='check_trigger')['trigger'] }}"
-ROLLOUT = "ti.xcom_pull(task_ids='choose_rollout', key='rollout')"
-VERSION_URI = "{{ " + ROLLOUT + "['model_uri'] }}"
+REGISTERED = "ti.xcom_pull(task_ids='register')"
+VERSION_URI = "models:/{{ " + REGISTERED + "['registered_model_name'] }}/{{ " + REGISTERED + "['version'] }}"
+# choose_rollout ran promote (no canary) or keep_champion (canary): promote left a summary only in the first case.
+CANARY = "{{ 'false' if ti.xcom_pull(task_ids='promote') else 'true' }}"
 
 
 TRAINING_PARAMS = (
@@ -250,7 +252,7 @@ with DAG(
         task_id="render_manifests",
         step="render",
         arguments=["--model-uri", VERSION_URI, "--config", "{{ params.deploy_config }}",
-                   "--set", "canary.enabled={{ 'true' if " + ROLLOUT + "['canary'] else 'false' }}"],
+                   "--set", "canary.enabled=" + CANARY],
         # After promote or keep_champion, whichever the branch ran; skipped when both are (a rejection).
         trigger_rule="none_failed_min_one_success",
     )

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+import jinja2
 import pytest
 
 from llmops.training.inputs import run_key
@@ -66,7 +68,12 @@ def test_params_and_wiring(dagbag):
     render = dag.get_task("render_manifests")
     assert render.upstream_task_ids == {"promote", "keep_champion"}
     assert render.trigger_rule == "none_failed_min_one_success"
-    assert "choose_rollout" in " ".join(render.arguments) and "promote" not in " ".join(render.arguments)
+    args = render.arguments
+    assert args[args.index("--model-uri") + 1].startswith("models:/{{ ti.xcom_pull(task_ids='register')")
+    flag = jinja2.Template(args[args.index("--set") + 1])
+    promoted = SimpleNamespace(xcom_pull=lambda task_ids: {"version": "2"} if task_ids == "promote" else None)
+    skipped = SimpleNamespace(xcom_pull=lambda task_ids: None)
+    assert flag.render(ti=promoted) == "canary.enabled=false" and flag.render(ti=skipped) == "canary.enabled=true"
     assert dag.get_task("deploy").upstream_task_ids == {"canary_verify"}
 
 

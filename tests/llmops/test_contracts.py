@@ -299,8 +299,8 @@ def test_every_summary_read_is_declared_by_its_model():
     # The scanner sees the reads that matter (so an empty result cannot pass for a clean one): Jinja built
     # by concatenation, an f-string's task id from a parameter default, Python pulls, the demo's.
     for expected in [
-        ("dags/llmops_finetune.py", "promote", "version"),
-        ("dags/llmops_finetune.py", "promote", "registered_model_name"),
+        ("dags/llmops_finetune.py", "register", "version"),
+        ("dags/llmops_finetune.py", "register", "registered_model_name"),
         ("dags/llmops_finetune.py", "resolve_inputs", "eval_dataset"),
         ("dags/llmops_finetune.py", "check_trigger", "dataset_uri"),
         ("dags/llmops_finetune.py", "render_manifests", "manifests_uri"),
