@@ -484,6 +484,80 @@ class DeploySummary(Summary):
     """Wall time."""
 
 
+@field_docstrings
+class SmokeSummary(Summary):
+    """`llmops smoke` (`llmops.deploy.smoke.smoke`): one version served and asked a question.
+
+    Two engines fill it: `vllm` (the pinned vLLM with the rendered arguments, `vllm_serve.serve_and_check`)
+    and `transformers` (the fallback when the serving environment is absent, which `fallback_reason` says).
+    Fields of the other engine stay None."""
+
+    model_uri: str
+    """The URI asked for."""
+    name: str
+    """The registered model (or folder) name."""
+    version: str
+    """The version it resolved to."""
+    run_id: str | None
+    """Its training run."""
+    adapter: bool
+    """True for a LoRA adapter on a base."""
+    engine: str
+    """`vllm` or `transformers`."""
+    prompt: str
+    """The question asked."""
+    answer: str
+    """The answer (greedy)."""
+    generate_s: float
+    """Time to answer: the first request (vLLM) or `generate` (transformers)."""
+    new_tokens: int
+    """Tokens generated."""
+    tokens_per_s: float | None
+    """Tokens per second of that answer."""
+    fallback_reason: str | None = None
+    """Why vLLM was not run (transformers engine only)."""
+    lora_modules: int | None = None
+    """LoRA modules applied (transformers)."""
+    parameters: int | None = None
+    """Model parameters (transformers)."""
+    prompt_tokens: int | None = None
+    """Prompt length in tokens (transformers)."""
+    load_s: float | None = None
+    """Load time (transformers)."""
+    vllm_version: str | None = None
+    """The installed vLLM (vllm)."""
+    manifest: str | None = None
+    """The rendered file whose container arguments were run (vllm)."""
+    rendered_args: list[str] | None = None
+    """Those arguments (vllm)."""
+    command: list[str] | None = None
+    """The command run here (vllm)."""
+    translated: list[str] | None = None
+    """Every change from the rendered arguments for this machine (vllm)."""
+    startup_s: float | None = None
+    """Server start-up until /health answered (vllm)."""
+    model: str | None = None
+    """The served model name asked (vllm)."""
+    latency_s: float | None = None
+    """First request's latency (vllm)."""
+    ttft_s: float | None = None
+    """Time to first token, streamed (vllm)."""
+    latency_warm_s: float | None = None
+    """A warm request's latency (vllm)."""
+    tokens_per_s_warm: float | None = None
+    """Tokens per second of the warm request (vllm)."""
+    served_models: list[dict[str, Any]] | None = None
+    """`/v1/models`: id and parent of each served model (vllm)."""
+    answers: dict[str, Any] | None = None
+    """Each served model's answers (vllm)."""
+    metrics: dict[str, Any] | None = None
+    """The /metrics values checked (vllm)."""
+    metric_names: int | None = None
+    """How many metric names /metrics exposed (vllm)."""
+    stopped: str | None = None
+    """How the server was stopped: `exited`, `terminated` or `killed` (vllm)."""
+
+
 # --- drift -------------------------------------------------------------------------------------------
 
 
@@ -574,6 +648,7 @@ TASK_SUMMARIES: dict[str, type[Summary]] = {
     "register": RegisterSummary,
     "promote": PromoteSummary,
     "render_manifests": RenderSummary,
+    "smoke_test": SmokeSummary,
     "deploy": DeploySummary,
     "detect_drift": DriftSummary,
 }

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops import storage
+from llmops.contracts import SmokeSummary
 from llmops.deploy.model import ServedModel, is_hub_id, served_model
 from llmops.exceptions import ConfigError, ModelLoadError
 
@@ -115,14 +116,15 @@ def smoke(
         if fallback:
             log.warning("smoke test with transformers, not vLLM: %s", fallback)
     if engine == "vllm":
-        return smoke_vllm(model_uri, prompt, max_new_tokens, manifests, config, expect)
+        return SmokeSummary.model_validate(smoke_vllm(model_uri, prompt, max_new_tokens, manifests, config,
+                                                      expect)).to_json()
     summary = smoke_transformers(model_uri, prompt, max_new_tokens)
     summary["engine"] = "transformers"
     if fallback:
         summary["fallback_reason"] = f"transformers fallback, vLLM not run: {fallback}"
     if expect is not None and expect.strip() not in summary["answer"]:
         raise ModelLoadError(f"{model_uri} answered {summary['answer']!r}, expected {expect.strip()!r}")
-    return summary
+    return SmokeSummary.model_validate(summary).to_json()
 
 
 def _identity(model_uri: str, served: ServedModel) -> dict[str, Any]:
