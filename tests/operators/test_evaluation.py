@@ -86,6 +86,7 @@ def test_first_run_without_champion_registers_and_promotes(
     from airflow.sdk import task
     from mlflow import MlflowClient
 
+    from llmops.contracts import TrainSummary
     from llmops.registry import ensure_experiment
     from tests.conftest import task_states
 
@@ -95,8 +96,14 @@ def test_first_run_without_champion_registers_and_promotes(
     from tests.llmops.evaluation.conftest import eval_rows, write_dataset
 
     dataset = write_dataset(tmp_path / "datasets", eval_rows(2, 1), dataset_hash="ds1")
-    summary = {"mlflow_run_id": run.info.run_id, "adapter_dir": str(tiny_adapter), "base_model": str(tiny_base),
-               "dataset_hash": "h1", "dataset": dataset}
+    # The train step's whole summary (`llmops register` reads it through its contract, TrainSummary).
+    summary = TrainSummary(
+        mlflow_run_id=run.info.run_id, steps=1, total_steps=1, steps_this_attempt=1, tokens=8, tokens_per_s=8.0,
+        train_seconds=1.0, checkpoint_seconds=0.0, lease_verify_seconds=None, train_loss=None, eval_loss=None,
+        checkpoints_written=[], checkpoint_dir=str(tmp_path / "ckpt"), resumed_from=None,
+        adapter_dir=str(tiny_adapter), output_dir=str(tmp_path / "train"), base_model=str(tiny_base),
+        dataset=dataset, dataset_hash="h1", rows=1, bad_rows=0, bad_reasons={},
+    ).to_json()
     policy = tmp_path / "policy.yaml"
     policy.write_text("metrics:\n  - {task: corpus_mc, metric: acc}\n")  # no floor: a first model passes
     settings = mlflow_settings.with_overrides(registered_model_name="flow-model")
