@@ -102,12 +102,9 @@ def test_approval_through_the_airflow_api(local_airflow, gate_report, model_vers
     assert list(detail["params"]) == ["reason"]
     wait_for("the task to wait for input",
           lambda: airflow.task_states("llmops_approval_test", run_id).get("approve") == "awaiting_input", 60)
-    # Answer once the parked try's worker process has exited. Airflow 3.3.2 races otherwise: a response
-    # within seconds resumes the task while the first process still exits, and the executor's "success"
-    # event for that process then finds the resumed try running and fails it. No human answers that fast.
+    # Answer once the scheduler has handled the parked try's end (see `_parked`).
     log = airflow.home / "standalone.log"
-    wait_for("the parked try's worker to exit",
-          lambda: "final_state=awaiting_input" in log.read_text(errors="replace"), 60)
+    wait_for("the scheduler to see the parked try end", lambda: _parked(log, run_id), 60)
 
     answer = airflow.patch(hitl, {"chosen_options": ["Approve"], "params_input": {"reason": "gain on new is real"}})
     assert answer["chosen_options"] == ["Approve"]
@@ -125,6 +122,18 @@ def test_approval_through_the_airflow_api(local_airflow, gate_report, model_vers
     with _open(f"{airflow.url}/llmops/lineage/{name}/{version}") as resp:
         assert "approved by" in resp.read().decode()
     print(f"lineage page from the API server: {time.perf_counter() - started:.3f}s")
+
+
+def _parked(log: Path, run_id: str) -> bool:
+    """True once the scheduler has handled the executor's event for the try parked awaiting input.
+
+    Airflow 3.3.2 races otherwise: a response that comes before the scheduler reads the parked try's
+    "success" event from the executor queues the task again, and that late event then finds the task
+    queued, not awaiting input, and fails it ("finished with state success, but the task instance's state
+    attribute is queued"). Waiting for the worker's exit alone is not enough: the scheduler may read the
+    event seconds later. No human answers that fast."""
+    return (f"Received executor event with state success for task instance TaskInstanceKey("
+            f"dag_id='llmops_approval_test', task_id='approve', run_id='{run_id}'") in log.read_text(errors="replace")
 
 
 def _get_or_none(airflow, path):
@@ -164,7 +173,6 @@ def test_ui_in_headless_chromium(local_airflow, gate_report, model_version, drif
     name, version = model_version
     airflow.wait_for_dags(["llmops_approval_test"])
     log = airflow.home / "standalone.log"
-    parked_before = log.read_text(errors="replace").count("final_state=awaiting_input")
     run_id = airflow.trigger("llmops_approval_test", {"gate_report": str(gate_report), "version": version,
                                                       "model_name": name})
     run_path = f"/api/v2/dags/llmops_approval_test/dagRuns/{quote(run_id, safe='')}"
@@ -188,8 +196,7 @@ def test_ui_in_headless_chromium(local_airflow, gate_report, model_version, drif
         assert "Approve" in driver.find_element(By.TAG_NAME, "body").text
         driver.save_screenshot(str(shots / "approval.png"))
 
-        wait_for("the parked try's worker to exit",
-              lambda: log.read_text(errors="replace").count("final_state=awaiting_input") > parked_before, 60)
+        wait_for("the scheduler to see the parked try end", lambda: _parked(log, run_id), 60)
         airflow.patch(f"{run_path}/taskInstances/approve/-1/hitlDetails",
                       {"chosen_options": ["Reject"], "params_input": {"reason": "wait for more retained items"}})
         run = airflow.wait_for_run("llmops_approval_test", run_id, timeout=180)
