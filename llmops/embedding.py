@@ -36,8 +36,9 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmops.exceptions import ConfigError, ModelLoadError
 
@@ -269,36 +270,33 @@ def export_model(name: str, backend: str) -> Path:
         ) from None
     folder = model_cache_root() / name.strip("/").replace("/", "--") / model_hash(name)
     if backend == "onnx-int8-fused":
-        target = folder / f"{backend}.onnx"
-        if not target.exists():
-            fused = folder / "onnx-fused.onnx"
-            if not fused.exists():
-                log.info("exporting embedding model %s to fused ONNX at %s (once)", name, fused)
-                try:
-                    _export_fused(name, fused)
-                except ModelLoadError:
-                    raise
-                except Exception as exc:
-                    raise ModelLoadError(f"cannot export embedding model {name!r} to fused ONNX: {exc}") from exc
-            log.info("quantizing %s to int8 at %s (once)", fused, target)
-            _quantize_int8(fused, target, op_types=["MatMul"], keep_fp32=INT8_FP32_NODES)
-        return target
-    fp32 = folder / "onnx.onnx"
-    if not fp32.exists():
-        log.info("exporting embedding model %s to ONNX at %s (once)", name, fp32)
+        fused = _exported(name, folder / "onnx-fused.onnx", _export_fused, "fused ONNX")
+        return _quantized(fused, folder / f"{backend}.onnx", op_types=["MatMul"], keep_fp32=INT8_FP32_NODES)
+    fp32 = _exported(name, folder / "onnx.onnx", _export_fp32, "ONNX")
+    if backend == "onnx":
+        return fp32
+    return _quantized(fp32, folder / "onnx-int8.onnx")
+
+
+def _exported(name: str, target: Path, export: Callable[[str, Path], None], what: str) -> Path:
+    """`target`, exported by `export(name, target)` when not cached yet; any failure a ModelLoadError."""
+    if not target.exists():
+        log.info("exporting embedding model %s to %s at %s (once)", name, what, target)
         try:
-            _export_fp32(name, fp32)
+            export(name, target)
         except ModelLoadError:
             raise
         except Exception as exc:
-            raise ModelLoadError(f"cannot export embedding model {name!r} to ONNX: {exc}") from exc
-    if backend == "onnx":
-        return fp32
-    int8 = folder / "onnx-int8.onnx"
-    if not int8.exists():
-        log.info("quantizing %s to int8 at %s (once)", fp32, int8)
-        _quantize_int8(fp32, int8)
-    return int8
+            raise ModelLoadError(f"cannot export embedding model {name!r} to {what}: {exc}") from exc
+    return target
+
+
+def _quantized(source: Path, target: Path, **options: Any) -> Path:
+    """`target`, the int8 quantization of `source` (`_quantize_int8` options), when not cached yet."""
+    if not target.exists():
+        log.info("quantizing %s to int8 at %s (once)", source, target)
+        _quantize_int8(source, target, **options)
+    return target
 
 
 class OnnxEmbedder:
