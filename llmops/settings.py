@@ -22,7 +22,8 @@ is not used: ``env_nested_delimiter`` would rename every variable to ``LLMOPS_RA
 `FlatSource` keeps what the settings did before (flat names nested into sections, JSON and empty-string
 coercion, unknown and renamed names failing with the variable's name). No ``.env`` file and no secrets
 folder are read. `Settings(...)` alone is the values given (tests build it so); `load_settings` reads the
-environment (an injected mapping, or ``os.environ``) and the Airflow section below them.
+environment (an injected mapping, or ``os.environ``) and the Airflow section below them. `ProcessSettings()`
+reads this process's environment, `process_settings(environ)` an injected one.
 It costs every DAG file at parse time the import of pydantic-settings (and python-dotenv, which it imports
 unconditionally): `import airflow.sdk`, then `import llmops.settings; load_settings()` took 15.7 ms before
 and 25.1 ms after (medians of 9 fresh processes alternating, bytecode cached, on the shared 2-core machine).
