@@ -518,7 +518,7 @@ def flat_fields(settings_cls: type[BaseModel]) -> dict[str, tuple[str | None, Fi
 
 
 def _takes_none(field: FieldInfo) -> bool:
-    return field.annotation is None or type(None) in typing.get_args(field.annotation)
+    return type(None) in typing.get_args(field.annotation)
 
 
 class FlatSource(PydanticBaseEnvSettingsSource):
@@ -529,7 +529,8 @@ class FlatSource(PydanticBaseEnvSettingsSource):
     ``env_ignore_empty``: not given at all). With `strict` (overrides, the Airflow section), a name that is
     no setting fails; without (the environment), other ``LLMOPS_*`` names are left alone. A renamed setting
     fails in every source, naming its new name. Whole sections (`rag={...}` or a `RagSettings`) are taken
-    from overrides, under the flat names given beside them."""
+    from overrides, under the flat names given beside them. The prefix is matched as written, the name in
+    any case (``LLMOPS_chunk_size``), as the settings always did."""
 
     def __init__(
         self,
@@ -541,11 +542,14 @@ class FlatSource(PydanticBaseEnvSettingsSource):
         strict: bool = True,
         env_ignore_empty: bool | None = False,
     ):
-        super().__init__(settings_cls, case_sensitive=True, env_prefix=prefix, env_ignore_empty=env_ignore_empty)
-        self.values = values
+        super().__init__(settings_cls, case_sensitive=False, env_prefix=prefix, env_ignore_empty=env_ignore_empty)
         self.label = label
         self.strict = strict
         self.fields = flat_fields(settings_cls)
+        self.given = {  # {name: (key as given, value)} of the keys with the prefix
+            key[len(self.env_prefix):].lower(): (key, value) for key, value in values.items()
+            if key.startswith(self.env_prefix)
+        }
 
     @classmethod
     def environment(cls, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None) -> FlatSource:
@@ -558,8 +562,10 @@ class FlatSource(PydanticBaseEnvSettingsSource):
         return self.env_prefix + name.upper() if self.env_prefix else name
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        """The value given for setting `field_name` as given (None: not given), its key, whether it is JSON."""
-        return self.values.get(self.variable(field_name)), self.variable(field_name), self.field_is_complex(field)
+        """The value of setting `field_name` as given (None: not given), its key as given, False (a value
+        given whole, never exploded from several keys)."""
+        key, value = self.given.get(field_name, (self.variable(field_name), None))
+        return value, key, False
 
     def prepare_field_value(self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool) -> Any:
         """Text coerced: JSON for list and mapping fields, an empty string as None where the field takes it."""
@@ -577,23 +583,14 @@ class FlatSource(PydanticBaseEnvSettingsSource):
             return None
         return value
 
-    def _name(self, key: str) -> str | None:
-        if not key.startswith(self.env_prefix):
-            return None
-        return key[len(self.env_prefix):].lower()
-
     def __call__(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         sections: dict[str, Any] = {}
         unknown: list[str] = []
-        for key, raw in self.values.items():
-            name = self._name(key)
-            if name is None:
-                continue
+        for name, (key, raw) in self.given.items():
             if name in RENAMED and name not in self.fields:
                 raise ConfigError(
-                    f"setting {self.variable(name)} ({self.label}) was renamed to {self.variable(RENAMED[name])}: "
-                    "set that instead"
+                    f"setting {key} ({self.label}) was renamed to {self.variable(RENAMED[name])}: set that instead"
                 )
             field = self.settings_cls.model_fields.get(name)
             if field is not None and _is_section(field) and not isinstance(raw, str):
