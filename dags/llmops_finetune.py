@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param
 
 from llmops.settings import join_uri
 from llmops.training.config import param_spec
@@ -49,10 +49,10 @@ from llmops.training.inputs import RUN_KEY_TEMPLATE as RUN_KEY
 from llmops_operators import airflow_settings, step_operator
 from llmops_operators.approval import PromotionApprovalOperator
 from llmops_operators.assets import DATASET, MODEL
-from llmops_operators.deploy import DeployManifestsOperator
+from llmops_operators.deploy import ChooseRolloutOperator, DeployManifestsOperator
 from llmops_operators.evaluation import gate_tasks
-from llmops_operators.s3 import uses_aws_connection
 from llmops_operators.schedules import cron_schedule
+from llmops_operators.training import ResolveInputsOperator
 from llmops_operators.triggers import retrain_trigger
 
 settings = airflow_settings()
@@ -165,24 +165,16 @@ with DAG(
 ) as dag:
     check = retrain_trigger(task_id="check_trigger", training_params=TRAINING_PARAMS)
 
-    @task(multiple_outputs=False)
-    @uses_aws_connection
-    def resolve_inputs(params=None, ti=None) -> dict:
-        """Check the base model and the dataset version; record the latest corpus snapshot (lineage)."""
-        from llmops.training.inputs import resolve_inputs as resolve
-
-        decided = ti.xcom_pull(task_ids="check_trigger") or {}
-        return resolve(
-            airflow_settings(),
-            base_model=params["base_model"],
-            dataset=params["dataset"],
-            triggered_dataset=decided.get("dataset_uri"),
-        )
-
-    inputs = resolve_inputs()
+    inputs = ResolveInputsOperator(
+        task_id="resolve_inputs",
+        base_model="{{ params.base_model }}",
+        dataset="{{ params.dataset }}",
+        triggered_dataset="{{ (ti.xcom_pull(task_ids='check_trigger') or {}).get('dataset_uri') or '' }}",
+    )
     resolved = "ti.xcom_pull(task_ids='resolve_inputs')"
     train = step_operator(
         task_id="train",
+        settings=settings,
         step="train",
         gpus="{{ params.gpus }}",
         retries=2,
@@ -229,27 +221,21 @@ with DAG(
     )
     [evaluation["gate"], evaluation["register"]] >> approve
 
-    @task.branch
-    @uses_aws_connection
-    def choose_rollout(params=None, ti=None) -> str:
-        """Canary (the deploy config's canary.enabled, and a stable version to serve beside): render the
-        registered version beside the champion and leave the `champion` alias alone. Else promote first."""
-        from llmops.deploy.canary import rollout_for
-
-        registered = ti.xcom_pull(task_ids="register")
-        rollout = rollout_for(params["deploy_config"], registered["registered_model_name"], registered["version"],
-                              airflow_settings())
-        print(f"rollout: {'canary' if rollout.canary else 'promote'}: {rollout.reason}")
-        ti.xcom_push(key="rollout", value=rollout.to_json())
-        return "keep_champion" if rollout.canary else "promote"
-
-    rollout = choose_rollout()
+    rollout = ChooseRolloutOperator(
+        task_id="choose_rollout",
+        deploy_config="{{ params.deploy_config }}",
+        model_name="{{ " + REGISTERED + "['registered_model_name'] }}",
+        version="{{ " + REGISTERED + "['version'] }}",
+        promote_task_id="promote",
+        canary_task_id="keep_champion",
+    )
     # Canary path: promotion is a later decision (`llmops promote`, README "Verified canary").
     keep_champion = EmptyOperator(task_id="keep_champion")
     approve >> rollout >> [evaluation["promote"], keep_champion]
 
     render = step_operator(
         task_id="render_manifests",
+        settings=settings,
         step="render",
         arguments=["--model-uri", VERSION_URI, "--config", "{{ params.deploy_config }}",
                    "--set", "canary.enabled=" + CANARY],
@@ -268,6 +254,7 @@ with DAG(
     # folder back to the stable-only manifests and fails. Without a canary it has nothing to do.
     verify = step_operator(
         task_id="canary_verify",
+        settings=settings,
         step="canary verify",
         arguments=["--manifests", "{{ ti.xcom_pull(task_ids='render_manifests')['manifests_uri'] }}"],
     )
@@ -276,6 +263,7 @@ with DAG(
         # transformers + peft when that environment is absent, said in the summary) and answer a prompt.
         smoke = step_operator(
             task_id="smoke_test",
+            settings=settings,
             step="smoke",
             arguments=["--model-uri", VERSION_URI, "--config", "{{ params.deploy_config }}", "--manifests",
                        "{{ ti.xcom_pull(task_ids='render_manifests')['manifests_uri'] }}"],

@@ -7,6 +7,11 @@ whose message is the reason (the rollout's, and what was rolled back to).
 It runs on the worker, not in a pod: it needs the manifests (local folder or s3://) and the API
 server, never the model, MLflow or torch. Rendering, which resolves `models:/` URIs, is the step
 `llmops render` before it.
+
+`ChooseRolloutOperator` is the branch before rendering: promote the registered version, or keep the
+champion and send the version out as a canary (`llmops.deploy.canary.rollout_for`). A `BaseBranchOperator`,
+not `@task.branch`: `airflow.sdk.task` imports the standard provider's PythonOperator module, about 15 ms
+of every parse of the lifecycle DAG file.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseBranchOperator, BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 from llmops.exceptions import LlmopsError
@@ -102,3 +107,48 @@ class DeployManifestsOperator(BaseOperator):
             raise AirflowException(str(exc)) from exc
         self.log.info("Live version of %s: %s", summary.model, summary.live)
         return summary.to_json()
+
+
+CHOOSE_ROLLOUT_DOC = """Canary (the deploy config's canary.enabled, and a stable version to serve beside): render the
+registered version beside the champion and leave the `champion` alias alone. Else promote first."""
+
+
+class ChooseRolloutOperator(BaseBranchOperator):
+    """Follow `canary_task_id` when the deploy config sends the registered version out as a canary beside a
+    stable version, else `promote_task_id`; the decision (`Rollout.to_json()`) is pushed as XCom `rollout`.
+
+    :param deploy_config: the deploy config (local or s3://); templated.
+    :param model_name: the registered model's name; templated.
+    :param version: the registered version; templated.
+    """
+
+    template_fields: Sequence[str] = ("deploy_config", "model_name", "version")
+
+    def __init__(
+        self,
+        *,
+        deploy_config: str,
+        model_name: str,
+        version: str,
+        promote_task_id: str = "promote",
+        canary_task_id: str = "keep_champion",
+        settings: Settings | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("doc_md", CHOOSE_ROLLOUT_DOC)
+        super().__init__(**kwargs)
+        self.deploy_config = deploy_config
+        self.model_name = model_name
+        self.version = version
+        self.promote_task_id = promote_task_id
+        self.canary_task_id = canary_task_id
+        self.settings = settings
+
+    @uses_aws_connection
+    def choose_branch(self, context: Any) -> str:
+        from llmops.deploy.canary import rollout_for
+
+        rollout = rollout_for(self.deploy_config, self.model_name, self.version, self.settings or airflow_settings())
+        self.log.info("rollout: %s: %s", "canary" if rollout.canary else "promote", rollout.reason)
+        context["ti"].xcom_push(key="rollout", value=rollout.to_json())
+        return self.canary_task_id if rollout.canary else self.promote_task_id

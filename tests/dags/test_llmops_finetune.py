@@ -5,6 +5,7 @@ that skips deployment."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -91,14 +92,18 @@ class _TI:
 
 @pytest.mark.parametrize("canary", [False, True])
 def test_choose_rollout_follows_the_deploy_config(dagbag, tmp_path, canary):
-    """The branch task's own callable (a fake TaskInstance at the XCom boundary): without a canary it
-    follows promote; with one (a stable URI configured, so no registry is asked) keep_champion, and the
-    render step gets the registered version and the canary flag from its XCom."""
+    """The branch task as the DAG builds it, its templates rendered (a fake TaskInstance at the XCom
+    boundary): without a canary it follows promote; with one (a stable URI configured, so no registry is
+    asked) keep_champion, and the render step gets the registered version and the canary flag from its XCom."""
     dag = dagbag.get_dag("llmops_finetune")
     config = tmp_path / "deploy.yaml"
     config.write_text(f"route:\n  gateway: gw\ncanary:\n  enabled: {str(canary).lower()}\n  stable_model_uri: models:/m/1\n")
     ti = _TI({"registered_model_name": "m", "version": "2"})
-    followed = dag.get_task("choose_rollout").python_callable(params={"deploy_config": str(config)}, ti=ti)
+    task = copy.copy(dag.get_task("choose_rollout"))
+    context = {"params": {"deploy_config": str(config)}, "ti": ti}
+    task.render_template_fields(context)
+    assert (task.deploy_config, task.model_name, task.version) == (str(config), "m", "2")
+    followed = task.choose_branch(context)
     assert followed == ("keep_champion" if canary else "promote")
     decided = ti.pushed["rollout"]
     assert decided["canary"] is canary and decided["model_uri"] == "models:/m/2"
