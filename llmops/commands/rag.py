@@ -14,7 +14,8 @@ def _preprocess_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-overlap", type=int, help="tokens shared by consecutive chunks (default: settings)")
     p.add_argument("--embedding-model", help="sentence-transformers model (default: settings embedding_model)")
     p.add_argument("--embedding-backend", choices=BACKENDS,
-                   help="torch, onnx (fp32 export), onnx-int8 or onnx-int8-fused (default: settings embedding_backend)")
+                   help="torch, onnx (fp32 export), onnx-int8, onnx-int8-fused or openvino (fp32 OpenVINO IR) "
+                   "(default: settings embedding_backend)")
     p.add_argument(
         "--vector-store",
         help="Milvus Lite file (…/milvus.db) or server URL (default: settings, else <output>/milvus.db)",

@@ -36,7 +36,7 @@ class PreprocessConfig(BaseModel):
     embedding_model: str = "all-MiniLM-L6-v2"
     """Sentence-transformers model (hub id, local folder, or the packaged all-MiniLM-L6-v2)."""
 
-    embedding_backend: Literal["torch", "onnx", "onnx-int8", "onnx-int8-fused"] = "onnx"
+    embedding_backend: Literal["torch", "onnx", "onnx-int8", "onnx-int8-fused", "openvino"] = "openvino"
     """How the chunks are embedded (`llmops.embedding`); recorded in the manifest, and searches use it."""
 
     vector_store_uri: str | None = None

@@ -64,5 +64,8 @@ def test_preprocess_form_overrides_settings_for_one_run(dagbag):
     task = dag.get_task("preprocess")
     assert "{{ params.chunk_size }}" in task.arguments and "{{ params.input_uri }}" in task.arguments
     assert params["embedding_backend"].value == s.rag.embedding_backend
+    from llmops.embedding import BACKENDS
+
+    assert params["embedding_backend"].schema["enum"] == list(BACKENDS)  # the DAG file cannot import it
     assert "{{ params.embedding_backend }}" in task.arguments
     assert dag.get_task("publish_corpus").outlets[0].name == "llmops_corpus"

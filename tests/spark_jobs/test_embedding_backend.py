@@ -3,6 +3,8 @@ backend change rebuilds the snapshot, and `llmops bench rag --backend` reports s
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -54,6 +56,26 @@ def test_backend_in_manifest_search_and_rebuild(spark, tmp_path):
     assert search(str(out), "harbor port", k=1, backend="torch")[0]["source"].endswith("harbor.md")
     again = run_preprocess(config(str(corpus), str(out), embedding_backend="onnx"))
     assert not again["snapshot_changed"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
+                    reason="openvino is not installed (the spark and train extras install it)")
+def test_openvino_job_equals_torch_and_accepts_torch_queries(spark, tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", k8s=[])
+    out = tmp_path / "out"
+    summary = run_preprocess(config(str(corpus), str(out), embedding_backend="openvino"))
+    assert summary["embedding_backend"] == "openvino" and summary["chunks_embedded"] > 0
+    assert read_manifest(str(out))["embedding_backend"] == "openvino"
+    frame = read_snapshot(str(out), columns=["text", "embedding"])
+    stored = np.stack(frame["embedding"].to_numpy())
+    cos = np.sum(stored * embed(frame["text"].tolist(), backend="torch"), axis=1)
+    assert cos.min() >= 0.9999, cos.min()
+    hits = search(str(out), "What is the default port of the Larkspur Harbor service?", k=3)
+    assert hits[0]["source"].endswith("components/harbor.md")
+    # proven equivalent (tests/llmops/rag/test_embedding_backends.py): torch and onnx queries allowed
+    assert search(str(out), "harbor port", k=1, backend="torch")[0]["source"].endswith("harbor.md")
+    with pytest.raises(ConfigError, match="embedded with backend 'openvino'"):
+        search(str(out), "harbor port", backend="onnx-int8")
 
 
 @pytest.mark.requires_shared("corpus")  # before the Spark session starts

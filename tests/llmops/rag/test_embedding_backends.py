@@ -5,14 +5,19 @@ The packaged all-MiniLM-L6-v2 is exported for real (offline, into a temporary mo
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 
 import numpy as np
 import pytest
 
 from llmops import embedding
 from llmops.dev.bench.rag import QUALITY_GUARD, hits_at_5, quality, query_set
-from llmops.exceptions import ConfigError
+from llmops.exceptions import ConfigError, ModelLoadError
+
+needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
+                                    reason="openvino is not installed (the spark and train extras install it)")
 
 TEXTS = [
     "Pods are the smallest deployable units of computing that you can create and manage in Kubernetes.",
@@ -102,11 +107,56 @@ def test_fused_int8_is_close_to_torch_in_the_callers_order(model_cache):
     assert np.allclose(back[::-1], got, atol=1e-5)
 
 
+@needs_openvino
+def test_openvino_matches_torch_per_text_in_the_callers_order(model_cache):
+    ref = embedding.embed(TEXTS, backend="torch")
+    got = embedding.embed(TEXTS, backend="openvino", batch_size=2)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    cos = np.sum(ref * got, axis=1)
+    # what EQUIVALENT_BACKENDS claims for (torch, openvino) and (onnx, openvino)
+    assert cos.min() >= 0.9999, cos
+    onnx = embedding.embed(TEXTS, backend="onnx", batch_size=2)
+    assert np.sum(onnx * got, axis=1).min() >= 0.9999
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    back = embedding.embed(TEXTS[::-1], backend="openvino", batch_size=4)
+    assert np.allclose(back[::-1], got, atol=1e-5)
+
+
+@needs_openvino
+def test_openvino_export_is_fp32_ir_converted_once_and_cached(model_cache):
+    import openvino as ov
+
+    path = embedding.export_model("all-MiniLM-L6-v2", "openvino")
+    digest = embedding.model_hash("all-MiniLM-L6-v2")
+    assert path == model_cache / "all-MiniLM-L6-v2" / digest / "openvino.xml"
+    assert path.with_suffix(".bin").is_file()
+    # converted from the cached fp32 ONNX export, weights not compressed to fp16
+    assert (path.parent / "onnx.onnx").is_file()
+    weights = [op for op in ov.Core().read_model(str(path)).get_ops() if op.get_type_name() == "Constant"]
+    types = {str(op.get_element_type()) for op in weights}
+    assert "<Type: 'float32'>" in types and "<Type: 'float16'>" not in types, types
+    mtime = path.stat().st_mtime_ns
+    embedding.get_embedder.cache_clear()
+    assert embedding.export_model("all-MiniLM-L6-v2", "openvino") == path
+    assert path.stat().st_mtime_ns == mtime  # not converted again
+    assert not list(path.parent.glob(".*"))  # no temporary file left behind
+
+
+def test_openvino_backend_without_openvino_says_what_to_install(model_cache, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
+    with pytest.raises(ModelLoadError, match="embedding_backend 'openvino' needs openvino.*use embedding_backend torch"):
+        embedding.export_model("all-MiniLM-L6-v2", "openvino")
+
+
 def test_backend_checks():
     assert embedding.check_backend("onnx") == "onnx"
-    with pytest.raises(ConfigError, match="openvino.*choose one of torch, onnx, onnx-int8, onnx-int8-fused"):
-        embedding.check_backend("openvino")
+    with pytest.raises(ConfigError,
+                       match="tensorflow.*choose one of torch, onnx, onnx-int8, onnx-int8-fused, openvino"):
+        embedding.check_backend("tensorflow")
     assert embedding.equivalent_backends("torch", "onnx")
+    assert embedding.equivalent_backends("torch", "openvino") and embedding.equivalent_backends("onnx", "openvino")
+    assert not embedding.equivalent_backends("openvino", "onnx-int8")
+    embedding.check_query_backend("openvino", "torch", "/idx")
     assert not embedding.equivalent_backends("onnx", "onnx-int8")
     assert not embedding.equivalent_backends("torch", "onnx-int8-fused")
     assert not embedding.equivalent_backends("onnx-int8", "onnx-int8-fused")
