@@ -165,6 +165,31 @@ def test_backend_checks():
         embedding.check_query_backend("onnx-int8", "torch", "/idx")
 
 
+@pytest.mark.parametrize(("backend", "reused"), [("openvino", True), ("onnx", True), ("torch", True),
+                                                ("onnx-int8-fused", False), ("onnx-int8", False)])
+def test_drift_reuses_stored_embeddings_of_torch_equivalent_backends_only(tmp_path, monkeypatch, backend, reused):
+    import pandas as pd
+
+    from llmops.drift import inputs
+
+    out = tmp_path / "processed"
+    snap = out / "snapshots" / "s1"
+    snap.mkdir(parents=True)
+    stored = np.eye(4, dtype=np.float32)[[0, 1]]
+    pd.DataFrame({"chunk_id": ["a", "b"], "source": "doc.md", "text": ["one", "two"],
+                  "embedding": [list(e) for e in stored]}).to_parquet(snap / "part-0.parquet")
+    (out / "manifest.json").write_text(json.dumps(
+        {"schema_version": 1, "snapshot_id": "s1", "snapshot_uri": str(snap), "embedding_model": "m",
+         "embedding_backend": backend, "chunks_total": 2}))
+    recomputed = np.ones((2, 4), dtype=np.float32)
+    # the boundary: the drift monitor's torch embedding of the texts (through its cache)
+    monkeypatch.setattr(inputs, "cached_embeddings", lambda texts, model, cache_root: recomputed)
+    side = inputs.read_side(str(out))
+    assert side.embedding_backend == backend
+    got = inputs.side_embeddings(side, "m")
+    assert np.array_equal(got, stored if reused else recomputed)
+
+
 def test_search_refuses_a_backend_the_index_was_not_built_with(tmp_path):
     from llmops.rag.search import search
     from llmops.rag.snapshot import SCHEMA_VERSION
