@@ -332,7 +332,12 @@ def _quantized(source: Path, target: Path, **options: Any) -> Path:
 
 class _ExportedEmbedder:
     """An exported model with the model's fast tokenizer; `encode` like sentence-transformers': sorted by
-    length, batched, L2-normalized, in the caller's order. Subclasses load the model and run one batch."""
+    length, batched, L2-normalized, in the caller's order. Subclasses load the model and run one batch.
+
+    The texts are tokenized once and sorted by their token count (sentence-transformers sorts by characters):
+    code and prose differ a lot in characters per token, and batches padded to a longer neighbour cost
+    ~20% more (600 k8s-docs chunks, openvino, batch 64, 1 thread: 16.0 s sorted by characters, 12.9 s by
+    tokens)."""
 
     inputs: list[str]
     tokenizer: Any
@@ -348,13 +353,26 @@ class _ExportedEmbedder:
         out = np.zeros((len(texts), 0), dtype=np.float32)
         if not texts:
             return out
-        order = np.argsort([-len(t) for t in texts], kind="stable")
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        lengths = [len(ids) for ids in encoded["input_ids"]]
+        order = np.argsort([-n for n in lengths], kind="stable")
+        pad = {"input_ids": self.tokenizer.pad_token_id or 0}
+        left = self.tokenizer.padding_side == "left"
         parts: list[np.ndarray] = []
         for start in range(0, len(texts), batch_size):
-            batch = [texts[i] for i in order[start:start + batch_size]]
-            feats = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length,
-                                   return_tensors="np")
-            parts.append(self._run({k: feats[k].astype(np.int64) for k in self.inputs}))
+            rows = order[start:start + batch_size]
+            width = max(lengths[i] for i in rows)
+            feeds = {}
+            for key in self.inputs:
+                batch = np.full((len(rows), width), pad.get(key, 0), dtype=np.int64)
+                for r, i in enumerate(rows):
+                    values = encoded[key][i]
+                    if left:
+                        batch[r, width - len(values):] = values
+                    else:
+                        batch[r, :len(values)] = values
+                feeds[key] = batch
+            parts.append(self._run(feeds))
         vectors = np.concatenate(parts).astype(np.float32)
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         result = np.empty_like(vectors)
