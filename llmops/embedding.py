@@ -29,8 +29,9 @@ Backends (`embedding_backend`):
 
 Exports are made offline from the local weights, once, into the model cache (`LLMOPS_EMBEDDING_CACHE`, default
 `~/.cache/llmops/models`) under the model's content hash and the backend; later loads only read the file.
-The ONNX and OpenVINO backends tokenize with the model's fast tokenizer and sort each call's texts by length
-before batching (as sentence-transformers' own `encode` does), then restore the caller's order.
+The ONNX and OpenVINO backends tokenize with the model's fast tokenizer and sort each call's texts by token
+count before batching (sentence-transformers' own `encode` sorts by characters), then restore the caller's
+order.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ PACKAGED = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 BACKENDS = ("torch", "onnx", "onnx-int8", "onnx-int8-fused", "openvino")
 DEFAULT_BACKEND = "openvino"
 """The default: as exact as torch (cosine >= 0.9999, so queries and the drift monitor may use torch or
-`onnx` too) and the fastest backend that passes the quality guard: 3.27x the torch single-process ceiling on
-the whole k8s-docs job where `onnx` reached 1.26x to 1.71x on smaller sets. `onnx-int8` and
+`onnx` too) and the fastest backend that passes the quality guard: the whole k8s-docs job at 2.25x the torch
+single-process ceiling of the same run (`onnx`: 1.31x in another run). `onnx-int8` and
 `onnx-int8-fused` are faster single-process but move hit@5 by 2 queries of 300 (the guard allows 1); see the
 README's RAG section."""
 
