@@ -20,6 +20,11 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
         "bytecode cached by one uncounted warm-up round and the file loaded as the dag-processor does, "
         "as deployed and as the test measures",
     )
+    p.add_argument(
+        "--floor", action="store_true",
+        help="also measure each file's floor: a generated DAG of the same shape (the settings, its Params, "
+        "as many EmptyOperators as it has tasks, a cron) with none of the project's operators (floor_ratio)",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -27,5 +32,5 @@ def _run(args: argparse.Namespace) -> int:
     from llmops.cli import print_json
     from llmops.dev.dag_parse import measure
 
-    print_json(measure(repeats=args.repeats, bytecode_cache=not args.cold))
+    print_json(measure(repeats=args.repeats, bytecode_cache=not args.cold, floor=args.floor))
     return 0

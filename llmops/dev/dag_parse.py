@@ -25,6 +25,13 @@ A comparison is reported beside `ratio` (which the test enforces), so the lead c
   two trivial DAGs cost about the same, but a scheduled DAG also gets its Params validated at parse
   time (`DAG._validate_params` skips unscheduled DAGs).
 
+With `floor` (`llmops bench parse --floor`) each file also gets a floor: a generated DAG file of the same
+shape with none of the project's operators (`FLOOR_DAG`: the settings loaded as every DAG file loads them,
+the file's Params rebuilt from their serialized form, as many `EmptyOperator`s as the file has tasks, on
+the project's cron timetable). `floor_ratio` is its parse time over the trivial DAG's: what any DAG file of
+this project with this trigger form and this many tasks pays before its own operators, so `ratio` minus
+`floor_ratio` is what the file's operators and imports add.
+
 The child also reports which heavy libraries the file pulled in (torch, pyspark, mlflow...): DAG files
 must import none of them (STYLE.md, habit 1). This module never imports Airflow itself.
 """
@@ -60,6 +67,33 @@ TRIVIAL_CRON_SCHEDULE = "0 * * * *"
 TRIVIAL_CRON_DAG = TRIVIAL_DAG.replace("schedule=None", f"schedule={TRIVIAL_CRON_SCHEDULE!r}")
 """The trivial DAG on an hourly cron (the drift DAG's default schedule)."""
 
+FLOOR_DAG = '''
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, Param
+
+from llmops_operators import airflow_settings
+from llmops_operators.schedules import cron_schedule
+
+settings = airflow_settings()
+PARAMS = {params!r}
+
+with DAG(
+    "floor",
+    schedule=cron_schedule({schedule!r}),
+    start_date=pendulum.datetime(2026, 1, 1),
+    catchup=False,
+    params={{k: Param(p["value"], description=p["description"], **p["schema"]) for k, p in PARAMS.items()}},
+) as dag:
+    previous = None
+    for i in range({tasks}):
+        task = EmptyOperator(task_id=f"t{{i}}")
+        if previous is not None:
+            previous >> task
+        previous = task
+'''
+"""The floor of a DAG file (module docstring): its shape, with no project operator."""
+
 MAX_RATIO = 1.5
 """The most a DAG file's own parse may cost, as a multiple of the trivial DAG's (the test enforces it)."""
 
@@ -81,14 +115,23 @@ else:
     runpy.run_path(path, run_name="__dag_parse__")
 t2 = time.perf_counter()
 heavy = sorted({m.split(".")[0] for m in set(sys.modules) - before} & set(HEAVY))
-print(json.dumps({"process": t2 - t0, "parse": t2 - t1, "heavy": heavy}))
+out = {"process": t2 - t0, "parse": t2 - t1, "heavy": heavy}
+if SHAPE:
+    import gc  # the file's DAG, named in it or not (`with DAG(...):` binds no name)
+    dags = [o for o in gc.get_objects() if isinstance(o, airflow.sdk.DAG)]
+    if len(dags) != 1:
+        raise SystemExit(f"{path}: a floor needs exactly one DAG in the file, found {len(dags)}")
+    params = dags[0].params
+    out["shape"] = {"params": {k: params.get_param(k).serialize() for k in params}, "tasks": len(dags[0].tasks)}
+print(json.dumps(out))
 '''
 
 
-def _measure(path: Path, env: dict[str, str], loader: bool = False) -> dict:
+def _measure(path: Path, env: dict[str, str], loader: bool = False, shape: bool = False) -> dict:
     """One fresh process: `airflow.sdk` imported, then `path` executed (`runpy`, or the dag-processor's
-    `SourceFileLoader` when `loader`); its timings and heavy imports."""
-    code = f"HEAVY = {HEAVY!r}\nLOADER = {loader!r}\n" + _CHILD
+    `SourceFileLoader` when `loader`); its timings and heavy imports (and, with `shape`, its DAG's
+    serialized Params and number of tasks, read after the timing)."""
+    code = f"HEAVY = {HEAVY!r}\nLOADER = {loader!r}\nSHAPE = {shape!r}\n" + _CHILD
     out = subprocess.run(
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env, check=False
     )
@@ -113,12 +156,20 @@ def parse_env() -> dict[str, str]:
     return env
 
 
-def measure(files: list[Path] | None = None, repeats: int = 5, bytecode_cache: bool = True) -> dict:
+def floor_dag(shape: dict) -> str:
+    """The source of the floor of a DAG file of `shape` (`{"params": {name: serialized Param}, "tasks": n}`)."""
+    return FLOOR_DAG.format(params=shape["params"], schedule=TRIVIAL_CRON_SCHEDULE, tasks=shape["tasks"])
+
+
+def measure(
+    files: list[Path] | None = None, repeats: int = 5, bytecode_cache: bool = True, floor: bool = False
+) -> dict:
     """Median own parse time of each DAG file and of a trivial DAG file, and each file's ratio to it
     (`ratio`) and to the trivial DAG on a cron (`ratio_vs_cron`).
 
     :param bytecode_cache: measure with every module's bytecode cached, as deployed (the default); False:
         the cold method, modules compiled as this environment says (module docstring).
+    :param floor: also measure each file's floor (`floor_s`, `floor_ratio`; module docstring).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
@@ -135,7 +186,12 @@ def measure(files: list[Path] | None = None, repeats: int = 5, bytecode_cache: b
             env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         # Round-robin, the trivial file first in every round: a change in the machine's load during the
         # measurement then weighs on the trivial DAG and on the files alike, and the ratios stay fair.
-        runs: dict[Path, list[dict]] = {p: [] for p in [trivial, trivial_cron, *files]}
+        floors: dict[Path, Path] = {}
+        if floor:  # each file's shape, read once (uncounted), and its floor file
+            for i, f in enumerate(files):
+                floors[f] = Path(tmp) / f"floor_{i}_{f.name}"
+                floors[f].write_text(floor_dag(_measure(f, env, loader=bytecode_cache, shape=True)["shape"]))
+        runs: dict[Path, list[dict]] = {p: [] for p in [trivial, trivial_cron, *files, *floors.values()]}
         if bytecode_cache:
             for p in runs:  # warm-up, not counted: fills the bytecode cache
                 _measure(p, env, loader=True)
@@ -152,6 +208,9 @@ def measure(files: list[Path] | None = None, repeats: int = 5, bytecode_cache: b
             t = _summary(runs[f])
             t["ratio"] = t["parse_s"] / base["parse_s"]
             t["ratio_vs_cron"] = t["parse_s"] / cron["parse_s"]
+            if f in floors:
+                t["floor_s"] = _summary(runs[floors[f]])["parse_s"]
+                t["floor_ratio"] = t["floor_s"] / base["parse_s"]
             result["files"][f.name] = t
     result["max_ratio"] = max((t["ratio"] for t in result["files"].values()), default=0.0)
     result["heavy_imports"] = sorted({m for t in result["files"].values() for m in t["heavy_imports"]})
