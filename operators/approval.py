@@ -11,27 +11,40 @@ gate report as its body, the decision recorded on the model version.
 - Either way the decision, who made it, when and why are set as `llmops.approval.*` tags on the model
   version and its training run, and in the run's `lineage/approval.json`.
 - Timeout (`approval_timeout_hours`): the default outcome is "Reject", recorded with `by` = `timeout`.
+
+The task is not an `ApprovalOperator` subclass: the provider's module imports the HITL trigger and
+`airflow.triggers.base`, ~7 ms that every parse of the fine-tune DAG would pay (a quarter of a trivial
+DAG's whole parse). It builds the provider's operator when it runs (`approval_operator`) and hands it the
+request (`execute`: the HITL detail, then Airflow parks the task awaiting input) and the answer
+(`execute_complete`: validation, and on Reject the downstream tasks skipped), so the provider's behaviour
+is the one that runs.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import Param
-from airflow.sdk.definitions.param import ParamsDict
+from airflow.sdk import BaseOperator, Param
+from airflow.sdk.bases.skipmixin import SkipMixin
 
 from llmops.settings import Settings
 from llmops_operators.base import airflow_settings
 
+if TYPE_CHECKING:
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
 REASON = "reason"
 
 
-class PromotionApprovalOperator(ApprovalOperator):
+class PromotionApprovalOperator(BaseOperator, SkipMixin):
     """Ask a human to approve the registered version whose gate report is `gate_report`."""
 
-    template_fields = (*ApprovalOperator.template_fields, "gate_report", "model_name", "version", "approval")
+    template_fields = ("subject", "gate_report", "model_name", "version", "approval")
+    inherits_from_skipmixin = True  # Reject skips the downstream tasks (the provider's ApprovalOperator)
+    APPROVE = "Approve"
+    REJECT = "Reject"
+    """The provider's two options (`ApprovalOperator.APPROVE`, `.REJECT`)."""
 
     def __init__(
         self,
@@ -40,27 +53,36 @@ class PromotionApprovalOperator(ApprovalOperator):
         version: str,
         approval: str = "{{ params.approval }}",
         model_name: str | None = None,
+        subject: str = "Promote {{ ti.xcom_pull(task_ids='register')['model_uri'] }} to champion?",
+        response_timeout: timedelta | None = None,
         settings: Settings | None = None,
         **kwargs: Any,
     ) -> None:
+        super().__init__(**kwargs)
         s = settings or airflow_settings()
-        kwargs.setdefault("subject", "Promote {{ ti.xcom_pull(task_ids='register')['model_uri'] }} to champion?")
-        kwargs.setdefault("response_timeout", timedelta(hours=s.serving.approval_timeout_hours))
-        # The DAG's params arrive here too (default_args); the provider keeps only task-level ones for the form.
-        # Kept as Params (with their source), so the provider's form filter drops the DAG-level ones.
-        inherited = kwargs.pop("params", None)
-        params = ParamsDict()
-        if isinstance(inherited, ParamsDict):
-            for key in inherited:
-                params[key] = inherited.get_param(key)
-        elif inherited:
-            params.update(inherited)
-        params[REASON] = Param("", type="string", title="Reason", description="Why (recorded on the version).")
-        super().__init__(defaults=self.REJECT, params=params, **kwargs)
+        self.subject = subject
+        self.response_timeout = response_timeout or timedelta(hours=s.serving.approval_timeout_hours)
         self.gate_report = gate_report
         self.version = version
         self.approval = approval
         self.model_name = model_name or s.mlflow.registered_model_name
+
+    def approval_operator(self, body: str | None = None) -> ApprovalOperator:
+        """The provider's operator for this task: the (rendered) subject, `body`, Reject by default and at
+        the timeout, one form field (the reason), and this task's downstream tasks to skip on Reject."""
+        from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+        operator = ApprovalOperator(
+            task_id=self.task_id,
+            subject=self.subject,
+            body=body,
+            defaults=self.REJECT,
+            response_timeout=self.response_timeout,
+            params={REASON: Param("", type="string", title="Reason", description="Why (recorded on the version).")},
+        )
+        # Built outside the DAG: the tasks it skips on Reject come from the context's task (this one).
+        operator.downstream_task_ids = set(self.downstream_task_ids)
+        return operator
 
     def execute(self, context):
         if str(self.approval).strip() == "none":
@@ -70,8 +92,7 @@ class PromotionApprovalOperator(ApprovalOperator):
             from llmops.exceptions import ConfigError
 
             raise ConfigError(f"approval = {self.approval!r}: use 'none' or 'required'")
-        self.body = self._body()
-        return super().execute(context)
+        return self.approval_operator(self._body()).execute(context)
 
     def _body(self) -> str:
         from llmops.evaluation.gate import read_report, report_markdown
@@ -91,8 +112,9 @@ class PromotionApprovalOperator(ApprovalOperator):
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
         from llmops.reports.lineage import record_approval
 
-        if "error" in event:  # no answer and no default: the base class raises
-            return super().execute_complete(context, event)
+        approval = self.approval_operator()
+        if "error" in event:  # no answer and no default: the provider raises
+            return approval.execute_complete(context, event)
         # The scheduler applies the defaults (Reject) at the deadline and resumes with `timedout`.
         timed_out = bool(event.get("timedout"))
         chosen = (event.get("chosen_options") or [self.REJECT])[0]
@@ -109,7 +131,7 @@ class PromotionApprovalOperator(ApprovalOperator):
             at=at.isoformat() if hasattr(at, "isoformat") else (str(at) if at else None),
             reason=reason,
         )
-        ret = super().execute_complete(context, event)
+        ret = approval.execute_complete(context, event)
         # The summary keys the plugin's extra links read: Report (the gate report), Lineage, Model version.
         return {**ret, "approval": "approved" if chosen == self.APPROVE else "rejected", **self._links()}
 

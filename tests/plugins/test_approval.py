@@ -44,7 +44,40 @@ def test_approval_none_promotes_without_asking(gate_report, model_version):
     op = _operator(gate_report, name, version, approval="none")
     assert op.execute({}) == {"approval": "none", "version": version, "registered_model_name": name,
                               "report_uri": str(gate_report), "decision": "approval"}
-    assert op.defaults == ["Reject"] and op.response_timeout.total_seconds() == 72 * 3600
+    assert op.response_timeout.total_seconds() == 72 * 3600
+
+
+def test_the_providers_approval_operator_runs_the_request():
+    """The task builds the standard provider's ApprovalOperator when it runs (its module stays out of the
+    DAG's parse): Reject by default and at the timeout, one form field, this task's downstream to skip."""
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+    from airflow.sdk import DAG
+    from airflow.sdk.bases.operator import BaseOperator
+
+    from llmops_operators.approval import PromotionApprovalOperator
+
+    assert (PromotionApprovalOperator.APPROVE, PromotionApprovalOperator.REJECT) == (
+        ApprovalOperator.APPROVE, ApprovalOperator.REJECT)
+    with DAG("approval_shape", schedule=None):
+        op = PromotionApprovalOperator(task_id="approve", gate_report="r.json", version="3", model_name="m",
+                                       subject="Promote m/3?")
+        op >> BaseOperator(task_id="promote")
+    provider = op.approval_operator("the report")
+    assert isinstance(provider, ApprovalOperator) and provider.task_id == "approve"
+    assert (provider.subject, provider.body, provider.options, provider.defaults) == (
+        "Promote m/3?", "the report", ["Approve", "Reject"], ["Reject"])
+    assert provider.response_timeout == op.response_timeout and list(provider.serialized_params) == ["reason"]
+    assert provider.downstream_task_ids == {"promote"}
+
+
+def test_the_operator_module_does_not_import_the_hitl_provider():
+    import subprocess
+    import sys
+
+    code = ("import sys, airflow.sdk, llmops_operators.approval; "
+            "print('airflow.providers.standard.operators.hitl' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_decisions_are_recorded_on_the_version(gate_report, model_version):
