@@ -155,7 +155,6 @@ def _bench_setup(args: argparse.Namespace):
     from pathlib import Path
 
     from llmops import storage
-    from llmops.resources import packaged
     from llmops.settings import load_settings
 
     settings = load_settings()
@@ -169,13 +168,19 @@ def _bench_setup(args: argparse.Namespace):
         from llmops.dev.sample_data import write_sample_data
 
         write_sample_data(Path(dataset).parent)
-    config = args.config
-    if config is None:
-        # Only without --config: a source checkout on PYTHONPATH has no installed llmops_examples.
+    return settings, base_model, dataset, args.config or _example_config()
+
+
+def _example_config() -> str | None:
+    """The packaged examples/local/finetune.yaml; None where it is absent, as in a source checkout put on
+    PYTHONPATH instead of installed (no `llmops_examples` package)."""
+    from llmops.resources import packaged
+
+    try:
         example = packaged("examples/local/finetune.yaml")
-        if example.exists():
-            config = str(example)
-    return settings, base_model, dataset, config
+    except ModuleNotFoundError:
+        return None
+    return str(example) if example.exists() else None
 
 
 def _bench_train(args: argparse.Namespace) -> int:
